@@ -1,0 +1,95 @@
+"""The modes behind main.py; each validates everything before touching the workdir."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from dsnas_tf import config as config_lib
+from dsnas_tf import data as data_lib
+from dsnas_tf import workdir as workdir_lib
+
+# Errors that are the user's to fix: printed as one line, exit status 2.
+UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError)
+
+
+def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,
+        output: str | None) -> None:
+  """Dispatches one mode of main.py."""
+  if mode == "flops":
+    _require(cfg is not None, "--mode=flops needs --config=configs/<name>.py")
+    config_lib.validate(cfg)
+    flops_mode(cfg, output)
+    return
+  _require(workdir, f"--mode={mode} needs --workdir=DIR")
+  if mode == "search":
+    _require(cfg is not None, "--mode=search needs --config=configs/<name>.py")
+    search_mode(cfg, workdir)
+  elif mode == "eval":
+    eval_mode(workdir)
+  elif mode == "export":
+    from export import pipeline  # The exporters pull in converters only when needed.
+    pipeline.export_workdir(workdir)
+
+
+def _require(condition, message: str) -> None:
+  if not condition:
+    raise config_lib.ConfigError(message)
+
+
+def _strategy(cfg: ml_collections.ConfigDict):
+  from dsnas_tf import distribute as distribute_lib
+  strategy = distribute_lib.make_strategy(cfg)
+  config_lib.validate_replicas(cfg, strategy.num_replicas_in_sync)
+  return strategy
+
+
+def search_mode(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Validates, then searches (resuming from the workdir's checkpoint if there is one)."""
+  config_lib.validate(cfg)
+  workdir_lib.check_resumable(workdir, cfg)
+  strategy = _strategy(cfg)
+  source = data_lib.open_source(cfg)  # Fails before the workdir is created.
+  from dsnas_tf import trainer
+  record = trainer.Searcher(cfg, workdir, strategy, source).run()
+  print(f"architecture: {json.dumps(record['choices'])}")
+  if "genotype" in record:
+    print(f"genotype: {record['genotype']}")
+  return record
+
+
+def eval_mode(workdir: str) -> None:
+  """Evaluates the derived child of a finished search on the test split."""
+  workdir_lib.load_architecture(workdir)
+  cfg = workdir_lib.load_config(workdir)
+  from dsnas_tf import trainer
+  searcher = trainer.restore_for_eval(cfg, workdir, _strategy(cfg))
+  choices = workdir_lib.load_architecture(workdir)["choices"]
+  result = searcher.evaluate(choices)
+  print(f"evaluated {result.images} images of {searcher.source.description} "
+        f"({cfg.data.eval_split}) with child {choices}")
+  print(f"top1={result.top1:.2f} top5={result.top5:.2f}")
+
+
+def flops_mode(cfg: ml_collections.ConfigDict, output: str | None) -> None:
+  """Prints the per-block MAC table and optionally writes it as JSON."""
+  from dsnas_tf.search_spaces import get_space
+  space = get_space(cfg)
+  table = space.mac_table()
+  print(f"MACs (millions) of each choice, {space.name} space at "
+        f"{cfg.data.image_size}x{cfg.data.image_size}:")
+  print("block " + "".join(f"{name:>14}" for name in space.choice_names))
+  for i, row in enumerate(table.choice_macs):
+    print(f"{i:>5} " + "".join(f"{m / 1e6:>14.6f}" for m in row))
+  print(f"fixed part: {table.fixed_macs / 1e6:.6f}M MACs")
+  smallest = [min(range(len(r)), key=r.__getitem__) for r in table.choice_macs]
+  largest = [max(range(len(r)), key=r.__getitem__) for r in table.choice_macs]
+  print(f"children range from {table.child_macs(smallest) / 1e6:.3f}M to "
+        f"{table.child_macs(largest) / 1e6:.3f}M MACs")
+  if output:
+    workdir_lib.atomic_write_json(output, {
+        "choice_macs": [list(map(int, row)) for row in table.choice_macs],
+        "fixed_macs": int(table.fixed_macs)})
+    print(f"wrote {os.path.abspath(output)}")

@@ -1,0 +1,287 @@
+"""The configuration schema: every key, its default, and every rule it must obey.
+
+Config files in `configs/` start from `default_config()` and override what differs, so
+this module is the one place that names keys. `validate()` checks a finished config
+before any work starts and raises `ConfigError` with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import ml_collections
+
+SPACES = ("spos", "nb201")
+AUGMENTATIONS = ("cifar", "imagenet", "none")
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+NB201_SHARING = ("shared", "per_cell")
+NB201_ALPHA_DATA = ("same", "separate")
+
+# Keys that change the shape or meaning of the searched model: a workdir searched with one
+# value cannot be resumed or evaluated with another.
+MODEL_DEFINING_PREFIXES = ("space", "model.", "data.image_size", "data.num_classes")
+
+
+class ConfigError(ValueError):
+  """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Returns every configuration key with its default value (CIFAR-10, SPOS space)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.space = "spos"
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "cifar10"  # TFDS name; ignored when `folder` is set.
+  c.data.folder = ""  # ImageFolder root with train/ and test/ sub-folders.
+  c.data.tfds_data_dir = ""  # Where TFDS keeps prepared data ("" = TFDS default).
+  c.data.manual_dir = ""  # TFDS manual_dir, e.g. the ImageNet tar files.
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.num_classes = 10
+  c.data.image_size = 32
+  c.data.augment = "cifar"
+  c.data.mean = (125.3, 123.0, 113.9)  # CIFAR-10 pixel mean, 0..255 scale.
+  c.data.std = (63.0, 62.1, 66.7)
+  c.data.cache = True  # Cache decoded images in memory (only where they fit).
+  c.data.shuffle_buffer = 10_000
+  # Fraction of the training split held out to drive alpha when
+  # `search.alpha_data == "separate"` (NAS-Bench-201 uses 0.5 of CIFAR-10 train).
+  c.data.valid_fraction = 0.5
+  c.data.max_train_images = 0  # 0 = all; a small number makes tests fast.
+  c.data.max_eval_images = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.bn_epsilon = 1e-2  # The reference code's BN eps.
+  c.model.bn_momentum = 0.9  # PyTorch momentum 0.1 in Keras terms.
+  c.model.dropout = 0.0
+  c.model.spos = ml_collections.ConfigDict()
+  c.model.spos.stem_channels = 16
+  c.model.spos.stage_channels = (64, 160, 320, 640)
+  c.model.spos.stage_repeats = (4, 4, 8, 4)
+  c.model.spos.last_channels = 1024
+  # Strides of the stem and of the first block of each of the four stages.
+  c.model.spos.strides = (2, 2, 2, 2, 2)
+  c.model.spos.width_multiplier = 1.0
+  c.model.nb201 = ml_collections.ConfigDict()
+  c.model.nb201.channels = 16
+  c.model.nb201.cells_per_stage = 5
+  c.model.nb201.sharing = "shared"
+
+  c.search = ml_collections.ConfigDict()
+  c.search.epochs = 1
+  c.search.steps_per_epoch = 0  # 0 = one full pass over the training split.
+  c.search.batch_size = 128  # Global batch, split across replicas.
+  c.search.pretrain_epochs = 0  # Epochs that train weights only, alpha frozen.
+  c.search.lr = 0.1
+  c.search.warmup_epochs = 0
+  c.search.momentum = 0.9
+  c.search.nesterov = False
+  c.search.weight_decay = 4e-5  # Coupled L2, not on BatchNorm parameters.
+  c.search.label_smoothing = 0.0
+  c.search.alpha_lr = 1e-3
+  c.search.alpha_beta1 = 0.5
+  c.search.alpha_beta2 = 0.999
+  c.search.alpha_init_mean = 1.0
+  c.search.alpha_init_std = 0.01
+  c.search.alpha_data = "same"  # "separate": alpha steps on held-out train images.
+  c.search.early_stop = True
+  c.search.early_stop_h = 0.3  # Eq. 8 threshold on the top-1 minus top-2 probability.
+  c.search.early_stop_every = 1  # Epochs between early-stop checks.
+  c.search.flops_loss_coef = 0.0  # 0 disables the FLOPs-aware term.
+  c.search.flops_target_mmacs = 330.0  # Whole-child MACs (millions) above which it acts.
+  c.search.eval_every = 0  # Epochs between test-split evaluations (0 = only at the end).
+  c.search.log_every_steps = 20  # TensorBoard scalars cadence.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 256
+
+  c.distribute = ml_collections.ConfigDict()
+  c.distribute.strategy = "auto"
+  c.distribute.sync_batchnorm = False
+  c.distribute.precision = "float32"
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.every_steps = 0  # 0 = only at the end of each epoch (and on SIGTERM).
+  return c
+
+
+def _is_int(v: Any) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in cfg.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def flatten(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Returns the config as {"a.b.c": value}, the form error messages and diffs use."""
+  return _flatten(cfg)
+
+
+def _check_schema(cfg: ml_collections.ConfigDict) -> None:
+  reference = flatten(default_config())
+  given = flatten(cfg)
+  for key in given:
+    if key not in reference:
+      raise ConfigError(f"unknown config key '{key}'; known keys are listed in README.md")
+  for key, default in reference.items():
+    if key not in given:
+      raise ConfigError(f"config key '{key}' is missing")
+    value = given[key]
+    if isinstance(default, bool):
+      ok = isinstance(value, bool)
+    elif _is_int(default):
+      ok = _is_int(value)
+    elif isinstance(default, float):
+      ok = _is_number(value)
+    elif isinstance(default, str):
+      ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+      ok = isinstance(value, (tuple, list))
+    else:
+      ok = True
+    if not ok:
+      raise ConfigError(
+          f"config key '{key}' must be of type {type(default).__name__}, got {value!r}")
+
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+_RULES: list[Rule] = [
+    ("space", lambda v: v in SPACES, f"one of {', '.join(SPACES)}"),
+    ("data.augment", lambda v: v in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}"),
+    ("data.num_classes", lambda v: v >= 2, "an integer >= 2"),
+    ("data.image_size", lambda v: v >= 8, "an integer >= 8"),
+    ("data.mean", lambda v: len(v) == 3, "three numbers (R, G, B)"),
+    ("data.std", lambda v: len(v) == 3 and all(s > 0 for s in v), "three positive numbers"),
+    ("data.shuffle_buffer", lambda v: v >= 1, "an integer >= 1"),
+    ("data.valid_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("data.max_train_images", lambda v: v >= 0, "an integer >= 0 (0 = all)"),
+    ("data.max_eval_images", lambda v: v >= 0, "an integer >= 0 (0 = all)"),
+    ("model.bn_epsilon", lambda v: v > 0, "a positive number"),
+    ("model.bn_momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("model.dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("model.spos.stem_channels", lambda v: v >= 1, "an integer >= 1"),
+    ("model.spos.stage_channels", lambda v: len(v) == 4 and all(_is_int(c) and c >= 4 for c in v),
+     "four integers >= 4"),
+    ("model.spos.stage_repeats", lambda v: len(v) == 4 and all(_is_int(r) and r >= 1 for r in v),
+     "four integers >= 1"),
+    ("model.spos.last_channels", lambda v: v >= 1, "an integer >= 1"),
+    ("model.spos.strides", lambda v: len(v) == 5 and all(s in (1, 2) for s in v),
+     "five strides, each 1 or 2 (stem, stage 1..4)"),
+    ("model.spos.width_multiplier", lambda v: 0 < v <= 4, "a number in (0, 4]"),
+    ("model.nb201.channels", lambda v: v >= 1, "an integer >= 1"),
+    ("model.nb201.cells_per_stage", lambda v: v >= 1, "an integer >= 1"),
+    ("model.nb201.sharing", lambda v: v in NB201_SHARING, f"one of {', '.join(NB201_SHARING)}"),
+    ("search.epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("search.steps_per_epoch", lambda v: v >= 0, "an integer >= 0 (0 = full epoch)"),
+    ("search.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("search.pretrain_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("search.lr", lambda v: v > 0, "a positive number"),
+    ("search.warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("search.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("search.weight_decay", lambda v: v >= 0, "a number >= 0"),
+    ("search.label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("search.alpha_lr", lambda v: v > 0, "a positive number"),
+    ("search.alpha_beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("search.alpha_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("search.alpha_init_std", lambda v: v >= 0, "a number >= 0"),
+    ("search.alpha_data", lambda v: v in NB201_ALPHA_DATA, f"one of {', '.join(NB201_ALPHA_DATA)}"),
+    ("search.early_stop_h", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("search.early_stop_every", lambda v: v >= 1, "an integer >= 1"),
+    ("search.flops_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
+    ("search.flops_target_mmacs", lambda v: v > 0, "a positive number of millions of MACs"),
+    ("search.eval_every", lambda v: v >= 0, "an integer >= 0"),
+    ("search.log_every_steps", lambda v: v >= 1, "an integer >= 1"),
+    ("eval.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("distribute.strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+    ("distribute.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    ("checkpoint.max_to_keep", lambda v: v >= 1, "an integer >= 1"),
+    ("checkpoint.every_steps", lambda v: v >= 0, "an integer >= 0"),
+]
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Checks every key of `cfg`; raises ConfigError naming the first bad key."""
+  _check_schema(cfg)
+  values = flatten(cfg)
+  for key, ok, allowed in _RULES:
+    if not ok(values[key]):
+      raise ConfigError(f"config key '{key}' is {values[key]!r}; it must be {allowed}")
+  if cfg.search.pretrain_epochs >= cfg.search.epochs:
+    raise ConfigError(
+        f"config key 'search.pretrain_epochs' is {cfg.search.pretrain_epochs}; it must be "
+        f"smaller than search.epochs ({cfg.search.epochs}) or no alpha update ever happens")
+  if cfg.search.warmup_epochs >= cfg.search.epochs and cfg.search.warmup_epochs > 0:
+    raise ConfigError(
+        f"config key 'search.warmup_epochs' is {cfg.search.warmup_epochs}; it must be smaller "
+        f"than search.epochs ({cfg.search.epochs})")
+  if cfg.space == "spos":
+    total_stride = 1
+    for s in cfg.model.spos.strides:
+      total_stride *= s
+    last = cfg.data.image_size // total_stride
+    if last < 4 or cfg.data.image_size % total_stride:
+      raise ConfigError(
+          f"config key 'model.spos.strides' is {tuple(cfg.model.spos.strides)}; with "
+          f"data.image_size={cfg.data.image_size} the last stage must see at least 4x4 and the "
+          f"size must divide by the total stride {total_stride}")
+
+
+def validate_replicas(cfg: ml_collections.ConfigDict, num_replicas: int) -> None:
+  """Checks the rules that depend on the distribution strategy's replica count."""
+  if cfg.search.batch_size % num_replicas:
+    raise ConfigError(
+        f"config key 'search.batch_size' is {cfg.search.batch_size}; it must divide evenly "
+        f"across the {num_replicas} replicas")
+
+
+def to_json(cfg: ml_collections.ConfigDict) -> str:
+  """Serialises a config so that `from_json` gives it back (tuples become lists)."""
+  return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a config saved by `to_json`, restoring tuples where the schema has them."""
+  loaded = json.loads(text)
+  cfg = default_config()
+  for key, default in flatten(cfg).items():
+    node = loaded
+    for part in key.split("."):
+      if part not in node:
+        raise ConfigError(f"saved config lacks key '{key}'")
+      node = node[part]
+    parent = cfg
+    *path, leaf = key.split(".")
+    for part in path:
+      parent = parent[part]
+    parent[leaf] = tuple(node) if isinstance(default, tuple) else node
+  return cfg
+
+
+def model_defining_differences(a: ml_collections.ConfigDict,
+                               b: ml_collections.ConfigDict) -> list[str]:
+  """Names the keys that differ between two configs and change the searched model."""
+  fa, fb = flatten(a), flatten(b)
+  keys = [k for k in fa if k.startswith(MODEL_DEFINING_PREFIXES) or k == "space"]
+  return [k for k in keys if _normalise(fa[k]) != _normalise(fb.get(k))]
+
+
+def _normalise(v: Any) -> Any:
+  return list(v) if isinstance(v, (tuple, list)) else v

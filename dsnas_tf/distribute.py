@@ -1,0 +1,64 @@
+"""Choosing the tf.distribute strategy and knowing which worker writes the workdir."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import ml_collections
+import tensorflow as tf
+
+from dsnas_tf.config import ConfigError
+
+
+def make_strategy(cfg: ml_collections.ConfigDict) -> tf.distribute.Strategy:
+  """The strategy `distribute.strategy` names.
+
+  auto: MirroredStrategy over all visible GPUs, or the default strategy without one.
+  mirrored: MirroredStrategy over the visible GPUs (or logical CPUs when there is no GPU).
+  multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.
+  one_device: the first GPU, or the CPU.
+  """
+  name = cfg.distribute.strategy
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "auto":
+    return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+  if name == "mirrored":
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+  if name == "multi_worker":
+    if "TF_CONFIG" not in os.environ:
+      raise ConfigError("distribute.strategy='multi_worker' needs the TF_CONFIG environment "
+                       "variable describing the cluster")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  raise ConfigError(f"unknown distribute.strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the workdir (always, outside multi-worker runs)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type is None:
+    return True
+  cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+  if "chief" in cluster:
+    return task_type == "chief"
+  return task_type == "worker" and task_id == 0
+
+
+def writable_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
+  """Where this worker writes `directory`: itself on the chief, a private copy elsewhere.
+
+  Every MultiWorkerMirroredStrategy worker must take part in a checkpoint save, but only
+  the chief's copy is the workdir's; the others write under the system temp directory.
+  """
+  if is_chief(strategy):
+    return directory
+  resolver = strategy.cluster_resolver
+  name = f"dsnas-{resolver.task_type}-{resolver.task_id}-{os.getpid()}"
+  return os.path.join(tempfile.gettempdir(), name, os.path.basename(os.path.normpath(directory)))

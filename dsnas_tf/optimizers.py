@@ -1,0 +1,68 @@
+"""Keras optimizers that respect DSNAS's sparsity: only sampled ops and searched rows move.
+
+Both classes override `update_step`, the documented Keras extension point, and otherwise
+leave the Keras implementations (momentum, Adam moments, distribution) untouched.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+
+class ChosenPathSGD(keras.optimizers.SGD):
+  """SGD with momentum and coupled L2 that updates only the ops some replica ran.
+
+  An op that was not sampled in a step has a zero gradient, but plain SGD would still move
+  it (momentum, weight decay). The DSNAS child is trained only through its own ops, so
+  its weights and momentum are left exactly as they are: `active_choices[i, k]`, set by the
+  trainer before each step in cross-replica context, gates every variable of op k of
+  block i. Variables outside the choice blocks always update.
+
+  Weight decay is coupled L2 (g + wd * w, as torch.optim.SGD and the reference code),
+  applied to kernels only, never to BatchNorm parameters. Keras's own `weight_decay`
+  argument is decoupled, so it does not fit the paper's recipe.
+  """
+
+  def __init__(self, learning_rate, momentum: float, nesterov: bool, l2: float,
+               choice_variables: Mapping[tuple[int, int], Sequence[tf.Variable]],
+               num_blocks: int, num_choices: int, **kwargs):
+    super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                     **kwargs)
+    self._l2 = l2
+    self.active_choices = tf.Variable(tf.ones([num_blocks, num_choices], tf.bool),
+                                      trainable=False, name="active_choices")
+    # A read-only view, so that checkpoint tracking does not try to save the mapping.
+    self._choice_of = types.MappingProxyType(
+        {self._var_key(v): index for index, group in choice_variables.items() for v in group})
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self._l2 and len(variable.shape) > 1:  # Kernels only: BN gamma/beta are 1-D.
+      gradient = gradient + tf.cast(self._l2, gradient.dtype) * tf.convert_to_tensor(variable)
+    index = self._choice_of.get(self._var_key(variable))
+    if index is None:
+      return super().update_step(gradient, variable, learning_rate)
+    tf.cond(self.active_choices[index],
+            lambda: super(ChosenPathSGD, self).update_step(gradient, variable, learning_rate),
+            lambda: None)
+
+
+class FrozenRowsAdam(keras.optimizers.Adam):
+  """Adam on alpha that leaves the rows of fixed blocks unchanged (progressive early stop).
+
+  A zero gradient is not enough: Adam keeps moving a row with its first moment. The row is
+  restored after the Keras update instead.
+  """
+
+  def __init__(self, frozen_rows: tf.Variable, **kwargs):
+    super().__init__(**kwargs)
+    self._frozen_rows = frozen_rows
+
+  def update_step(self, gradient, variable, learning_rate):
+    before = tf.identity(variable)
+    super().update_step(gradient, variable, learning_rate)
+    frozen = tf.reshape(self._frozen_rows, [-1] + [1] * (len(variable.shape) - 1))
+    variable.assign(tf.where(frozen, before, tf.convert_to_tensor(variable)))

@@ -1,0 +1,411 @@
+"""The DSNAS search loop: one tf.distribute step per batch, epochs, early stop, artefacts.
+
+One step (Algorithm 1 of the paper), traced once for every architecture:
+  1. sample one one-hot Z per replica from softmax(alpha) (fixed blocks keep their choice);
+  2. each replica runs only its sampled ops, gated by the dummy 1s of Z, and takes
+     dL/dtheta and dL/dZ from one GradientTape;
+  3. weights: all-reduced SGD step that touches only ops some replica ran;
+     alpha: all-reduced Adam step on the DSNAS estimate (Eq. 5-6), i.e. the mean of one
+     single-sample estimate per replica.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from typing import Callable
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from dsnas_tf import data as data_lib
+from dsnas_tf import distribute as distribute_lib
+from dsnas_tf import dsnas
+from dsnas_tf import flops
+from dsnas_tf import workdir as workdir_lib
+from dsnas_tf.optimizers import ChosenPathSGD, FrozenRowsAdam
+from dsnas_tf.search_spaces import SearchSpace, Supernet, get_space
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  top1: float  # Percent.
+  top5: float
+  images: int
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+
+
+def learning_rate_schedule(cfg: ml_collections.ConfigDict,
+                           steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+  """Linear warm-up for `warmup_epochs`, then cosine decay to 0 over the remaining epochs."""
+  total = cfg.search.epochs * steps_per_epoch
+  warmup = cfg.search.warmup_epochs * steps_per_epoch
+  if warmup:
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(1, total - warmup),
+        warmup_target=cfg.search.lr, warmup_steps=warmup)
+  return keras.optimizers.schedules.CosineDecay(cfg.search.lr, decay_steps=max(1, total))
+
+
+class SearchState(tf.Module):
+  """Loop position, checkpointed with the model: the epoch and the step inside it."""
+
+  def __init__(self):
+    super().__init__(name="search_state")
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+
+
+class Searcher:
+  """Owns the supernet, alpha, both optimizers and the loop that trains them."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str,
+               strategy: tf.distribute.Strategy | None = None,
+               source: data_lib.DataSource | None = None, log: Callable[[str], None] = print):
+    self.cfg = cfg
+    self.workdir = workdir
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.log = log
+    self.is_chief = distribute_lib.is_chief(self.strategy)
+    self.space: SearchSpace = get_space(cfg)
+    self.source = source if source is not None else data_lib.open_source(cfg)
+    if self.source.num_classes != cfg.data.num_classes:
+      raise data_lib.DataError(
+          f"{self.source.description} has {self.source.num_classes} classes but "
+          f"data.num_classes is {cfg.data.num_classes}")
+    self.num_replicas = self.strategy.num_replicas_in_sync
+    self.global_batch = cfg.search.batch_size
+    self.alpha_subset = "alpha" if cfg.search.alpha_data == "separate" else None
+    weight_subset = "weights" if self.alpha_subset else "all"
+    self.weight_subset = weight_subset
+    available = self.source.subset_size(weight_subset) // self.global_batch
+    self.steps_per_epoch = cfg.search.steps_per_epoch or available
+    if self.steps_per_epoch < 1:
+      raise data_lib.DataError(
+          f"{self.source.description} has {self.source.subset_size(weight_subset)} training "
+          f"images, fewer than one batch of search.batch_size={self.global_batch}")
+
+    self.mac_table = self.space.mac_table()
+    with self.strategy.scope():
+      self.supernet: Supernet = self.space.build_supernet()
+      self.arch = dsnas.ArchitectureState(
+          self.space.num_blocks, self.space.num_choices, cfg.search.alpha_init_mean,
+          cfg.search.alpha_init_std, cfg.seed)
+      self.weight_optimizer = ChosenPathSGD(
+          learning_rate_schedule(cfg, self.steps_per_epoch), momentum=cfg.search.momentum,
+          nesterov=cfg.search.nesterov, l2=cfg.search.weight_decay,
+          choice_variables=self.supernet.choice_variables(),
+          num_blocks=self.space.num_blocks, num_choices=self.space.num_choices)
+      self.alpha_optimizer = FrozenRowsAdam(
+          self.arch.fixed, learning_rate=cfg.search.alpha_lr, beta_1=cfg.search.alpha_beta1,
+          beta_2=cfg.search.alpha_beta2)
+      self.weight_optimizer.build(self.supernet.trainable_variables)
+      self.alpha_optimizer.build([self.arch.alpha])
+      self.state = SearchState()
+    self.choice_mmacs = tf.constant(np.array(self.mac_table.choice_macs, np.float32) / 1e6)
+    self.loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=cfg.search.label_smoothing, reduction=None)
+    self.checkpoint = tf.train.Checkpoint(
+        supernet=self.supernet, architecture=self.arch, weight_optimizer=self.weight_optimizer,
+        alpha_optimizer=self.alpha_optimizer, state=self.state)
+    checkpoint_dir = distribute_lib.writable_dir(
+        os.path.join(workdir, workdir_lib.CHECKPOINT_DIR), self.strategy)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
+                                              max_to_keep=cfg.checkpoint.max_to_keep)
+    self._steps = {}
+    self._eval_step = None
+    self._preempted = False
+
+  # ---------------------------------------------------------------- the DSNAS step
+
+  def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, z_all: tf.Tensor,
+                    update_alpha: bool) -> dict[str, tf.Tensor]:
+    ctx = tf.distribute.get_replica_context()
+    z = tf.gather(z_all, ctx.replica_id_in_sync_group)
+    with tf.GradientTape() as tape:
+      tape.watch(z)
+      logits = self.supernet(images, z, training=True)
+      one_hot = tf.one_hot(labels, self.cfg.data.num_classes)
+      per_example = self.loss_fn(one_hot, tf.cast(logits, tf.float32))
+      # Summed over replicas, this is the mean over the global batch.
+      loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+    weights = self.supernet.trainable_variables
+    weight_grads, dl_dz = tape.gradient(loss, [weights, z])
+    self.weight_optimizer.apply_gradients(zip(weight_grads, weights))
+    sampled_macs = self.mac_table.fixed_macs / 1e6 + tf.reduce_sum(z * self.choice_mmacs)
+    if update_alpha:
+      alpha = self.arch.alpha
+      alpha_grad = dsnas.alpha_gradient(dl_dz, z, alpha)  # Eq. 5-6, summed over replicas.
+      if self.cfg.search.flops_loss_coef > 0:
+        with tf.GradientTape() as flops_tape:
+          resource = dsnas.flops_loss(alpha, z, self.choice_mmacs)
+        over_target = tf.cast(sampled_macs > self.cfg.search.flops_target_mmacs, tf.float32)
+        alpha_grad += (over_target * self.cfg.search.flops_loss_coef / self.num_replicas
+                       * flops_tape.gradient(resource, alpha))
+      self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+    return {"loss_sum": tf.reduce_sum(per_example), "correct": tf.reduce_sum(correct),
+            "count": tf.cast(tf.size(labels), tf.float32), "sampled_mmacs": sampled_macs}
+
+  def _make_step(self, update_alpha: bool):
+    """The distributed step; traced once per value of `update_alpha` (pre-train or search)."""
+    seed = self.cfg.seed
+
+    @tf.function
+    def step(iterator):
+      images, labels = next(iterator)
+      iteration = self.weight_optimizer.iterations
+      z_all = tf.stack([
+          dsnas.sample_z(self.arch.alpha, self.arch.fixed, self.arch.fixed_choice,
+                         dsnas.step_seed(seed, iteration, r))
+          for r in range(self.num_replicas)])
+      # Union over replicas: the ops whose weights this step may change.
+      self.weight_optimizer.active_choices.assign(tf.reduce_max(z_all, axis=0) > 0)
+      out = self.strategy.run(self._replica_step, args=(images, labels, z_all, update_alpha))
+      reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                 for k, v in out.items() if k != "sampled_mmacs"}
+      reduced["sampled_mmacs"] = self.strategy.reduce(
+          tf.distribute.ReduceOp.MEAN, out["sampled_mmacs"], axis=None)
+      return reduced
+
+    return step
+
+  def train_step_fn(self, update_alpha: bool):
+    """The compiled step for pre-training (False) or searching (True)."""
+    if update_alpha not in self._steps:
+      self._steps[update_alpha] = self._make_step(update_alpha)
+    return self._steps[update_alpha]
+
+  # ---------------------------------------------------------------- data
+
+  def _train_iterator(self, epoch: int, skip_batches: int):
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+      ds = data_lib.train_dataset(
+          self.source, self.cfg, batch_size=ctx.get_per_replica_batch_size(self.global_batch),
+          epoch=epoch, subset=self.weight_subset, input_context=ctx)
+      return ds.skip(skip_batches) if skip_batches else ds
+
+    return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+  # ---------------------------------------------------------------- evaluation
+
+  def evaluate(self, choices: np.ndarray | None = None, max_images: int = 0) -> EvalResult:
+    """Top-1/top-5 of the child `choices` (default: the derived child) on the eval split.
+
+    The supernet runs the fixed path in inference mode: exactly the child that is
+    deployed, with the weights and BN statistics it was searched with.
+    """
+    if choices is None:
+      choices = self.arch.derived_choices()
+    z = tf.one_hot(np.asarray(choices, np.int32), self.space.num_choices)
+    cfg = self.cfg
+    ds = data_lib.eval_dataset(self.source, cfg, batch_size=cfg.eval.batch_size)
+    if max_images:
+      ds = ds.unbatch().take(max_images).batch(cfg.eval.batch_size)
+    dist = self.strategy.experimental_distribute_dataset(ds)
+    if self._eval_step is None:
+      @tf.function
+      def eval_step(batch, z):
+        def replica(images, labels):
+          logits = self.supernet(images, z, training=False)
+          top1 = tf.math.in_top_k(labels, logits, 1)
+          top5 = tf.math.in_top_k(labels, logits, min(5, self.cfg.data.num_classes))
+          return (tf.reduce_sum(tf.cast(top1, tf.float32)),
+                  tf.reduce_sum(tf.cast(top5, tf.float32)), tf.cast(tf.size(labels), tf.float32))
+        out = self.strategy.run(replica, args=batch)
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
+      self._eval_step = eval_step
+    totals = np.zeros(3)
+    for batch in dist:
+      totals += np.array([float(v) for v in self._eval_step(batch, z)])
+    top1, top5, n = totals
+    if n == 0:
+      raise data_lib.DataError(f"the eval split of {self.source.description} is empty")
+    return EvalResult(top1=100.0 * top1 / n, top5=100.0 * top5 / n, images=int(n))
+
+  # ---------------------------------------------------------------- the loop
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint, falling back to older ones if it is unreadable."""
+    for path in reversed(self.manager.checkpoints):
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        self.log(f"checkpoint {path} is unreadable ({type(e).__name__}); trying an older one")
+        continue
+      self.log(f"resumed from {path} (epoch {int(self.state.epoch)}, "
+               f"step {int(self.state.step_in_epoch)} of {self.steps_per_epoch})")
+      return True
+    return False
+
+  def _install_sigterm_handler(self) -> None:
+    def handler(signum, frame):
+      del signum, frame
+      self._preempted = True
+    try:
+      signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # Not the main thread (e.g. under a test runner thread).
+      pass
+
+  def run(self) -> dict:
+    """Searches for `search.epochs` epochs (resuming if the workdir has a checkpoint), then
+    writes architecture.json and the heatmap and returns the architecture record."""
+    cfg = self.cfg
+    if self.is_chief:
+      workdir_lib.save_config(self.workdir, cfg)
+    self.restore()
+    self._install_sigterm_handler()
+    log_dir = os.path.join(self.workdir, workdir_lib.LOG_DIR)
+    writer = (tf.summary.create_file_writer(log_dir) if self.is_chief
+              else tf.summary.create_noop_writer())
+    self.log(f"search: {self.space.name} space, {self.space.num_blocks} blocks x "
+             f"{self.space.num_choices} choices, {self.num_replicas} replica(s), global batch "
+             f"{self.global_batch}, {self.steps_per_epoch} steps/epoch, {cfg.search.epochs} "
+             f"epochs, data {self.source.description}")
+    with writer.as_default():
+      while int(self.state.epoch) < cfg.search.epochs:
+        self._run_epoch(int(self.state.epoch))
+    return self._finish()
+
+  def _run_epoch(self, epoch: int) -> None:
+    cfg = self.cfg
+    start_step = int(self.state.step_in_epoch)
+    update_alpha = epoch >= cfg.search.pretrain_epochs and not bool(np.all(self.arch.fixed))
+    step_fn = self.train_step_fn(update_alpha)
+    iterator = self._train_iterator(epoch, start_step)
+    phase = "search" if update_alpha else (
+        "pre-train (alpha frozen)" if epoch < cfg.search.pretrain_epochs else "train fixed child")
+    self.log(f"epoch {epoch + 1}/{cfg.search.epochs}: {phase}, "
+             f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
+    progress = keras.utils.Progbar(self.steps_per_epoch, interval=0.5 if sys.stdout.isatty() else 30,
+                                   stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
+    window_start, window_images = time.perf_counter(), 0
+    for step in range(start_step, self.steps_per_epoch):
+      try:
+        out = step_fn(iterator)
+      except tf.errors.InvalidArgumentError as e:
+        if data_lib.is_decode_error(e):
+          raise data_lib.explain_input_error(self.source, e) from None
+        raise
+      count = float(out["count"])
+      loss, acc = float(out["loss_sum"]) / count, float(out["correct"]) / count
+      window_images += count
+      elapsed = time.perf_counter() - window_start
+      progress.update(step + 1, values=[("loss", loss), ("acc", acc),
+                                        ("img/s", window_images / max(elapsed, 1e-9))])
+      self.state.step_in_epoch.assign(step + 1)
+      global_step = int(self.weight_optimizer.iterations)
+      if global_step % cfg.search.log_every_steps == 0:
+        self._log_step(global_step, loss, acc, float(out["sampled_mmacs"]))
+      if cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0:
+        self.manager.save(checkpoint_number=global_step)
+      if self._preempted:
+        path = self.manager.save(checkpoint_number=global_step)
+        raise Preempted(f"SIGTERM: saved {path}; rerun the same command to resume")
+    self._end_epoch(epoch, update_alpha)
+
+  def _log_step(self, step: int, loss: float, acc: float, sampled_mmacs: float) -> None:
+    lr = self.weight_optimizer.learning_rate
+    tf.summary.scalar("train/loss", loss, step=step)
+    tf.summary.scalar("train/accuracy", acc, step=step)
+    tf.summary.scalar("train/learning_rate", float(lr), step=step)
+    tf.summary.scalar("arch/sampled_mmacs", sampled_mmacs, step=step)
+
+  def _end_epoch(self, epoch: int, searched: bool) -> None:
+    cfg = self.cfg
+    done = epoch + 1
+    if searched and cfg.search.early_stop and done % cfg.search.early_stop_every == 0:
+      newly = self.arch.apply_early_stop(cfg.search.early_stop_h, epoch)
+      if newly:
+        self.log(f"early stop: fixed blocks {newly} "
+                 f"(top-1 minus top-2 probability >= h={cfg.search.early_stop_h})")
+    self._log_architecture(done)
+    if cfg.search.eval_every and done % cfg.search.eval_every == 0 and done < cfg.search.epochs:
+      result = self.evaluate()
+      tf.summary.scalar("eval/top1", result.top1, step=done)
+      tf.summary.scalar("eval/top5", result.top5, step=done)
+      self.log(f"epoch {done}: derived child top1={result.top1:.2f} top5={result.top5:.2f}")
+    self.state.epoch.assign(done)
+    self.state.step_in_epoch.assign(0)
+    self.manager.save(checkpoint_number=int(self.weight_optimizer.iterations))
+
+  def _log_architecture(self, epoch: int) -> None:
+    probs = self.arch.probabilities().numpy()
+    entropy = -np.sum(probs * np.log(np.maximum(probs, 1e-12)), axis=-1)
+    for i, row in enumerate(probs):
+      tf.summary.scalar(f"arch_entropy/block_{i}", float(entropy[i]), step=epoch)
+      for k, name in enumerate(self.space.choice_names):
+        tf.summary.scalar(f"arch_prob/block_{i}/{name}", float(row[k]), step=epoch)
+    tf.summary.scalar("arch/fixed_blocks", int(np.sum(self.arch.fixed.numpy())), step=epoch)
+    tf.summary.scalar("arch/total_entropy", float(entropy.sum()), step=epoch)
+    tf.summary.scalar("arch/derived_child_mmacs",
+                      self.mac_table.child_macs(self.arch.derived_choices()) / 1e6, step=epoch)
+
+  def child_params(self, choices: np.ndarray) -> int:
+    """Trainable parameters of the child: shared layers plus the chosen ops."""
+    groups = self.supernet.choice_variables()
+    in_choices = {id(v) for vs in groups.values() for v in vs}
+    shared = [v for v in self.supernet.trainable_variables if id(v) not in in_choices]
+    chosen = {id(v): v for (row, k), vs in groups.items() if choices[row] == k for v in vs}
+    return flops.count_params(shared) + flops.count_params(list(chosen.values()))
+
+  def architecture_record(self, test: EvalResult | None) -> dict:
+    """The architecture.json record of the current state."""
+    choices = self.arch.derived_choices()
+    fixed_epoch = [int(e) if f else None
+                   for f, e in zip(self.arch.fixed.numpy(), self.arch.fixed_epoch.numpy())]
+    record = {
+        "space": self.space.name,
+        "choices": [int(c) for c in choices],
+        "choice_names": [self.space.choice_names[c] for c in choices],
+        "fixed_epoch": fixed_epoch,
+        "probabilities": [[round(float(p), 6) for p in row]
+                          for row in self.arch.probabilities().numpy()],
+        "macs": int(self.mac_table.child_macs(choices)),
+        "params": self.child_params(choices),
+        "test_top1": None if test is None else round(test.top1, 4),
+        "test_top5": None if test is None else round(test.top5, 4),
+        "test_images": None if test is None else test.images,
+        "epochs": int(self.state.epoch),
+    }
+    record.update(self.space.describe(list(choices)))
+    return record
+
+  def _finish(self) -> dict:
+    test = self.evaluate()
+    record = self.architecture_record(test)
+    if self.is_chief:
+      workdir_lib.write_heatmap(os.path.join(self.workdir, workdir_lib.HEATMAP_FILE),
+                                self.arch.probabilities().numpy(), self.space.choice_names,
+                                record["fixed_epoch"])
+      workdir_lib.atomic_write_json(
+          os.path.join(self.workdir, workdir_lib.ARCHITECTURE_FILE), record)
+    self.log(f"searched child: {record['choice_names']}")
+    self.log(f"child: {record['macs'] / 1e6:.3f}M MACs, {record['params'] / 1e6:.3f}M params, "
+             f"test top1={test.top1:.2f} top5={test.top5:.2f} on {test.images} images")
+    return record
+
+
+def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: str,
+                     strategy: tf.distribute.Strategy | None = None) -> Searcher:
+  """A Searcher restored from the latest checkpoint of a workdir (for eval and export)."""
+  searcher = Searcher(cfg, workdir, strategy)
+  if not searcher.manager.latest_checkpoint:
+    raise workdir_lib.WorkdirError(f"workdir '{workdir}' has no checkpoint in "
+                                   f"{workdir_lib.CHECKPOINT_DIR}/")
+  if not searcher.restore():
+    raise workdir_lib.WorkdirError(f"no checkpoint in workdir '{workdir}' could be read")
+  return searcher
+
+
+def steps_in(n: int, batch: int) -> int:
+  return math.ceil(n / batch)

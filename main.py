@@ -4,6 +4,9 @@
     python main.py --mode=eval   --workdir=DIR
     python main.py --mode=export --workdir=DIR
     python main.py --mode=flops  --config=configs/imagenet_spos.py [--output=F.json]
+
+Any bad flag, config file or config value ends the run with one line on stderr,
+`error: ...`, and exit status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -27,21 +30,62 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 
 def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {' '.join(message.split())}", file=sys.stderr)
   sys.exit(2)
+
+
+def _one_line(error: BaseException) -> str:
+  # ml_collections puts "did you mean" hints on extra lines and quotes its messages.
+  text = " ".join(str(error).replace("\\n", " ").replace("\\'", "'").split())
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+    text = text[1:-1]
+  return text
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(_one_line(e))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:  # Bad --config.x=value.
+    bad = [a for a in argv[1:] if a.startswith("--config.")]
+    _fail(f"invalid config override ({' '.join(bad)}): {_one_line(e)}")
+  return []
+
+
+def _load_config():
+  if not flags.FLAGS["config"].present:
+    return None
+  path = flags.FLAGS["config"].config_filename.split(":")[0]
+  if not os.path.isfile(path):
+    _fail(f"config file '{path}' does not exist; the shipped ones are in configs/")
+  try:
+    cfg = _CONFIG.value
+    cfg.keys()  # The config file loads lazily: make a missing or broken file fail here.
+    return cfg
+  except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    _fail(f"cannot load config file '{path}': {first}")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags look like --mode=search")
+  cfg = _load_config()
+  from dsnas_tf import config as config_lib  # No TensorFlow: bad values fail in a blink.
+  try:
+    if cfg is not None:
+      config_lib.validate(cfg)
+  except config_lib.ConfigError as e:
+    _fail(str(e))
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines drown the progress bar.
   from dsnas_tf import cli  # Imports TensorFlow: only after the flags parsed.
   try:
-    cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _OUTPUT.value)
+    cli.run(_MODE.value, cfg, _WORKDIR.value, _OUTPUT.value)
   except cli.UserError as e:
     _fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

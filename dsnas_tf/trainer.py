@@ -115,7 +115,7 @@ class Searcher:
     self.loss_fn = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=cfg.search.label_smoothing, reduction=None)
     self.checkpoint = tf.train.Checkpoint(
-        supernet=self.supernet, architecture=self.arch, weight_optimizer=self.weight_optimizer,
+        supernet=self.supernet.checkpoint_variables(), architecture=self.arch, weight_optimizer=self.weight_optimizer,
         alpha_optimizer=self.alpha_optimizer, state=self.state)
     checkpoint_dir = distribute_lib.writable_dir(
         os.path.join(workdir, workdir_lib.CHECKPOINT_DIR), self.strategy)

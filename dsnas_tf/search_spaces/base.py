@@ -46,6 +46,15 @@ class Supernet(keras.Model, abc.ABC):
   def block_index_of(self, position: int) -> int:
     """The row of Z (and alpha) that drives `choice_blocks[position]`."""
 
+  def checkpoint_variables(self) -> dict[str, tf.Variable]:
+    """Every variable (weights, BN statistics, RNG state), keyed by construction order.
+
+    tf.train.Checkpoint cannot see layers that Keras 3 keeps in Python lists, so the
+    supernet is checkpointed as this flat dict. Keys are positions, not Keras names: auto
+    names ("batch_normalization_95") depend on how many layers a process made before.
+    """
+    return {f"{i:05d}": v for i, v in enumerate(self.variables)}
+
   def choice_variables(self) -> dict[tuple[int, int], list[tf.Variable]]:
     """Maps (row of Z, choice) to the trainable variables used only by that choice."""
     groups: dict[tuple[int, int], list[tf.Variable]] = {}

@@ -49,11 +49,22 @@ def test_papers_child_is_324_million_macs(imagenet_table):
   assert round(imagenet_table[1].child_macs(PAPER_CHILD) / 1e6, 3) == 324.349
 
 
-def test_static_child_graph_has_the_tables_macs(imagenet_table):
-  space, table = imagenet_table
-  child = space.build_child(space.build_supernet(), PAPER_CHILD)
+@pytest.fixture(scope="module")
+def paper_child(imagenet_table):
+  space, _ = imagenet_table
+  return space.build_child(space.build_supernet(), PAPER_CHILD)
+
+
+def test_static_child_graph_has_the_tables_macs(imagenet_table, paper_child):
+  _, table = imagenet_table
+  child = paper_child
   # Counted on the standalone child, with the classifier in the reference's convention.
   assert flops.count_macs(child, (224, 224, 3), dense_as_flops=True) == table.child_macs(PAPER_CHILD)
+
+
+def test_papers_child_has_3_5_million_trainable_parameters(paper_child):
+  # Our own count (the paper reports MACs, not parameters): a regression pin.
+  assert flops.count_params(paper_child.trainable_variables) == 3_548_176
 
 
 def test_count_macs_of_a_dense_layer_is_inputs_times_outputs():

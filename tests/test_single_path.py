@@ -90,3 +90,42 @@ def test_supernet_on_a_fixed_path_equals_the_static_child(searcher):
   z = tf.one_hot(choices, searcher.space.num_choices)
   np.testing.assert_allclose(searcher.supernet(images, z, training=False).numpy(),
                              child(images, training=False).numpy(), atol=1e-5)
+
+
+def test_fully_fixed_search_step_trains_the_child_like_plain_keras(searcher):
+  """No retraining: once every block is fixed, a DSNAS step is a plain child step."""
+  import keras
+  choices = [1, 3, 0, 2]
+  searcher.arch.fixed.assign([True] * 4)
+  searcher.arch.fixed_choice.assign(choices)
+  for m in searcher.weight_optimizer.momentums:
+    m.assign(tf.zeros_like(m))
+  child = searcher.space.build_child(searcher.supernet, choices)
+  schedule = searcher.weight_optimizer._learning_rate
+  offset = int(searcher.weight_optimizer.iterations)
+  plain = keras.optimizers.SGD(momentum=0.9)
+  plain.learning_rate = lambda: schedule(offset + plain.iterations)
+  wd = searcher.cfg.search.weight_decay
+  loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+
+  @tf.function
+  def plain_step(images, labels):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(tf.one_hot(labels, 10), child(images, training=True))
+      # Coupled L2 on kernels only, as torch.optim.SGD(weight_decay=wd) and the reference.
+      loss += 0.5 * wd * tf.add_n([tf.reduce_sum(v ** 2) for v in child.trainable_variables
+                                   if len(v.shape) > 1])
+    grads = tape.gradient(loss, child.trainable_variables)
+    plain.apply_gradients(zip(grads, child.trainable_variables))
+
+  rng = np.random.default_rng(9)
+  images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 16).astype(np.int32)
+  it = iter(searcher.strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors((images, labels)).repeat()))
+  for _ in range(2):  # Two steps, so momentum matters too.
+    searcher.train_step_fn(True)(it)
+    plain_step(images, labels)
+  trained_path = searcher.space.build_child(searcher.supernet, choices)
+  for a, b in zip(trained_path.variables, child.variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6, err_msg=a.path)

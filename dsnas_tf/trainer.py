@@ -12,7 +12,6 @@ One step (Algorithm 1 of the paper), traced once for every architecture:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import sys
@@ -84,8 +83,7 @@ class Searcher:
           f"data.num_classes is {cfg.data.num_classes}")
     self.num_replicas = self.strategy.num_replicas_in_sync
     self.global_batch = cfg.search.batch_size
-    self.alpha_subset = "alpha" if cfg.search.alpha_data == "separate" else None
-    weight_subset = "weights" if self.alpha_subset else "all"
+    weight_subset = "weights" if cfg.search.alpha_data == "separate" else "all"
     self.weight_subset = weight_subset
     available = self.source.subset_size(weight_subset) // self.global_batch
     self.steps_per_epoch = cfg.search.steps_per_epoch or available
@@ -288,7 +286,7 @@ class Searcher:
              f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
     progress = keras.utils.Progbar(self.steps_per_epoch, interval=0.5 if sys.stdout.isatty() else 30,
                                    stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
-    window_start, window_images = time.perf_counter(), 0
+    window_start, window_images = None, 0.0
     for step in range(start_step, self.steps_per_epoch):
       try:
         out = step_fn(iterator)
@@ -298,10 +296,14 @@ class Searcher:
         raise
       count = float(out["count"])
       loss, acc = float(out["loss_sum"]) / count, float(out["correct"]) / count
-      window_images += count
-      elapsed = time.perf_counter() - window_start
-      progress.update(step + 1, values=[("loss", loss), ("acc", acc),
-                                        ("img/s", window_images / max(elapsed, 1e-9))])
+      # Throughput from the second step on: the first one includes tracing the step.
+      if window_start is None:
+        window_start = time.perf_counter()
+        rate = 0.0
+      else:
+        window_images += count
+        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+      progress.update(step + 1, values=[("loss", loss), ("acc", acc), ("img/s", rate)])
       self.state.step_in_epoch.assign(step + 1)
       global_step = int(self.weight_optimizer.iterations)
       if global_step % cfg.search.log_every_steps == 0:
@@ -407,5 +409,3 @@ def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: str,
   return searcher
 
 
-def steps_in(n: int, batch: int) -> int:
-  return math.ceil(n / batch)

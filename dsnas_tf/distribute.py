@@ -21,6 +21,7 @@ def make_strategy(cfg: ml_collections.ConfigDict) -> tf.distribute.Strategy:
   one_device: the first GPU, or the CPU.
   """
   name = cfg.distribute.strategy
+  configure_devices(cfg)
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
@@ -35,6 +36,26 @@ def make_strategy(cfg: ml_collections.ConfigDict) -> tf.distribute.Strategy:
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   raise ConfigError(f"unknown distribute.strategy {name!r}")
+
+
+def configure_devices(cfg: ml_collections.ConfigDict) -> None:
+  """Applies `distribute.logical_cpus` and `distribute.deterministic_ops`; must run before
+  TensorFlow initialises its devices (i.e. before the first op)."""
+  if cfg.distribute.deterministic_ops:
+    tf.config.experimental.enable_op_determinism()
+  n = cfg.distribute.logical_cpus
+  if not n:
+    return
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  wanted = [tf.config.LogicalDeviceConfiguration()] * n
+  current = tf.config.get_logical_device_configuration(cpu)
+  if current is not None and len(current) == n:
+    return
+  try:
+    tf.config.set_logical_device_configuration(cpu, wanted)
+  except RuntimeError as e:
+    raise ConfigError(f"config key 'distribute.logical_cpus' is {n}, but TensorFlow's devices "
+                      f"are already initialised in this process ({e})") from e
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -83,7 +83,8 @@ class Searcher:
           f"data.num_classes is {cfg.data.num_classes}")
     self.num_replicas = self.strategy.num_replicas_in_sync
     self.global_batch = cfg.search.batch_size
-    weight_subset = "weights" if cfg.search.alpha_data == "separate" else "all"
+    self.separate_alpha_data = cfg.search.alpha_data == "separate"
+    weight_subset = "weights" if self.separate_alpha_data else "all"
     self.weight_subset = weight_subset
     available = self.source.subset_size(weight_subset) // self.global_batch
     self.steps_per_epoch = cfg.search.steps_per_epoch or available
@@ -115,44 +116,61 @@ class Searcher:
     self.checkpoint = tf.train.Checkpoint(
         supernet=self.supernet.checkpoint_variables(), architecture=self.arch, weight_optimizer=self.weight_optimizer,
         alpha_optimizer=self.alpha_optimizer, state=self.state)
-    checkpoint_dir = distribute_lib.writable_dir(
-        os.path.join(workdir, workdir_lib.CHECKPOINT_DIR), self.strategy)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
-                                              max_to_keep=cfg.checkpoint.max_to_keep)
+    # Every worker restores from the workdir's checkpoints; each saves (a collective
+    # operation under MultiWorkerMirroredStrategy) but only the chief's copy lands there.
+    self.checkpoint_dir = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, distribute_lib.writable_dir(self.checkpoint_dir, self.strategy),
+        max_to_keep=cfg.checkpoint.max_to_keep)
     self._steps = {}
+    self.epoch_metrics: dict[str, float] = {}
     self._eval_step = None
     self._preempted = False
 
   # ---------------------------------------------------------------- the DSNAS step
 
-  def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, z_all: tf.Tensor,
-                    update_alpha: bool) -> dict[str, tf.Tensor]:
+  def _replica_step(self, batch, z_all: tf.Tensor, update_alpha: bool) -> dict[str, tf.Tensor]:
     ctx = tf.distribute.get_replica_context()
     z = tf.gather(z_all, ctx.replica_id_in_sync_group)
+    (images, labels), alpha_batch = batch if self.separate_alpha_data else (batch, None)
     with tf.GradientTape() as tape:
       tape.watch(z)
-      logits = self.supernet(images, z, training=True)
-      one_hot = tf.one_hot(labels, self.cfg.data.num_classes)
-      per_example = self.loss_fn(one_hot, tf.cast(logits, tf.float32))
-      # Summed over replicas, this is the mean over the global batch.
-      loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+      logits, per_example, loss = self._forward(images, labels, z)
     weights = self.supernet.trainable_variables
     weight_grads, dl_dz = tape.gradient(loss, [weights, z])
     self.weight_optimizer.apply_gradients(zip(weight_grads, weights))
     sampled_macs = self.mac_table.fixed_macs / 1e6 + tf.reduce_sum(z * self.choice_mmacs)
     if update_alpha:
-      alpha = self.arch.alpha
-      alpha_grad = dsnas.alpha_gradient(dl_dz, z, alpha)  # Eq. 5-6, summed over replicas.
-      if self.cfg.search.flops_loss_coef > 0:
-        with tf.GradientTape() as flops_tape:
-          resource = dsnas.flops_loss(alpha, z, self.choice_mmacs)
-        over_target = tf.cast(sampled_macs > self.cfg.search.flops_target_mmacs, tf.float32)
-        alpha_grad += (over_target * self.cfg.search.flops_loss_coef / self.num_replicas
-                       * flops_tape.gradient(resource, alpha))
-      self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
+      if alpha_batch is not None:
+        # Alpha's credit from held-out images, through the same sampled child.
+        with tf.GradientTape() as alpha_tape:
+          alpha_tape.watch(z)
+          _, _, alpha_loss = self._forward(*alpha_batch, z)
+        dl_dz = alpha_tape.gradient(alpha_loss, z)
+      self._update_alpha(dl_dz, z, sampled_macs)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
     return {"loss_sum": tf.reduce_sum(per_example), "correct": tf.reduce_sum(correct),
             "count": tf.cast(tf.size(labels), tf.float32), "sampled_mmacs": sampled_macs}
+
+  def _forward(self, images: tf.Tensor, labels: tf.Tensor, z: tf.Tensor):
+    """Logits, per-example loss and this replica's share of the global-batch mean loss."""
+    logits = self.supernet(images, z, training=True)
+    one_hot = tf.one_hot(labels, self.cfg.data.num_classes)
+    per_example = self.loss_fn(one_hot, tf.cast(logits, tf.float32))
+    # Summed over replicas, this is the mean over the global batch.
+    loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+    return logits, per_example, loss
+
+  def _update_alpha(self, dl_dz: tf.Tensor, z: tf.Tensor, sampled_macs: tf.Tensor) -> None:
+    alpha = self.arch.alpha
+    alpha_grad = dsnas.alpha_gradient(dl_dz, z, alpha)  # Eq. 5-6, summed over replicas.
+    if self.cfg.search.flops_loss_coef > 0:
+      with tf.GradientTape() as flops_tape:
+        resource = dsnas.flops_loss(alpha, z, self.choice_mmacs)
+      over_target = tf.cast(sampled_macs > self.cfg.search.flops_target_mmacs, tf.float32)
+      alpha_grad += (over_target * self.cfg.search.flops_loss_coef / self.num_replicas
+                     * flops_tape.gradient(resource, alpha))
+    self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
 
   def _make_step(self, update_alpha: bool):
     """The distributed step; traced once per value of `update_alpha` (pre-train or search)."""
@@ -160,7 +178,7 @@ class Searcher:
 
     @tf.function
     def step(iterator):
-      images, labels = next(iterator)
+      batch = next(iterator)
       iteration = self.weight_optimizer.iterations
       z_all = tf.stack([
           dsnas.sample_z(self.arch.alpha, self.arch.fixed, self.arch.fixed_choice,
@@ -168,7 +186,7 @@ class Searcher:
           for r in range(self.num_replicas)])
       # Union over replicas: the ops whose weights this step may change.
       self.weight_optimizer.active_choices.assign(tf.reduce_max(z_all, axis=0) > 0)
-      out = self.strategy.run(self._replica_step, args=(images, labels, z_all, update_alpha))
+      out = self.strategy.run(self._replica_step, args=(batch, z_all, update_alpha))
       reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                  for k, v in out.items() if k != "sampled_mmacs"}
       reduced["sampled_mmacs"] = self.strategy.reduce(
@@ -187,9 +205,13 @@ class Searcher:
 
   def _train_iterator(self, epoch: int, skip_batches: int):
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-      ds = data_lib.train_dataset(
-          self.source, self.cfg, batch_size=ctx.get_per_replica_batch_size(self.global_batch),
-          epoch=epoch, subset=self.weight_subset, input_context=ctx)
+      def subset(name: str) -> tf.data.Dataset:
+        return data_lib.train_dataset(
+            self.source, self.cfg, batch_size=ctx.get_per_replica_batch_size(self.global_batch),
+            epoch=epoch, subset=name, input_context=ctx)
+      ds = subset(self.weight_subset)
+      if self.separate_alpha_data:  # ((weight images, labels), (alpha images, labels)).
+        ds = tf.data.Dataset.zip((ds, subset("alpha")))
       return ds.skip(skip_batches) if skip_batches else ds
 
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
@@ -232,9 +254,14 @@ class Searcher:
 
   # ---------------------------------------------------------------- the loop
 
+  def checkpoints(self) -> list[str]:
+    """The workdir's checkpoints, oldest first."""
+    state = tf.train.get_checkpoint_state(self.checkpoint_dir)
+    return list(state.all_model_checkpoint_paths) if state else []
+
   def restore(self) -> bool:
     """Restores the latest checkpoint, falling back to older ones if it is unreadable."""
-    for path in reversed(self.manager.checkpoints):
+    for path in reversed(self.checkpoints()):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
       except (tf.errors.OpError, ValueError, AssertionError) as e:
@@ -287,6 +314,7 @@ class Searcher:
     progress = keras.utils.Progbar(self.steps_per_epoch, interval=0.5 if sys.stdout.isatty() else 30,
                                    stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
     window_start, window_images = None, 0.0
+    totals = np.zeros(3)  # Loss sum, correct, count over the epoch (this run's part of it).
     for step in range(start_step, self.steps_per_epoch):
       try:
         out = step_fn(iterator)
@@ -296,6 +324,7 @@ class Searcher:
         raise
       count = float(out["count"])
       loss, acc = float(out["loss_sum"]) / count, float(out["correct"]) / count
+      totals += (float(out["loss_sum"]), float(out["correct"]), count)
       # Throughput from the second step on: the first one includes tracing the step.
       if window_start is None:
         window_start = time.perf_counter()
@@ -313,6 +342,12 @@ class Searcher:
       if self._preempted:
         path = self.manager.save(checkpoint_number=global_step)
         raise Preempted(f"SIGTERM: saved {path}; rerun the same command to resume")
+    if totals[2]:
+      self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2]}
+      self.log(f"epoch {epoch + 1}: supernet train loss {self.epoch_metrics['loss']:.4f}, "
+               f"accuracy {self.epoch_metrics['accuracy']:.2f}% (sampled children)")
+      tf.summary.scalar("epoch/train_loss", self.epoch_metrics["loss"], step=epoch + 1)
+      tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
     self._end_epoch(epoch, update_alpha)
 
   def _log_step(self, step: int, loss: float, acc: float, sampled_mmacs: float) -> None:
@@ -378,6 +413,9 @@ class Searcher:
         "test_top5": None if test is None else round(test.top5, 4),
         "test_images": None if test is None else test.images,
         "epochs": int(self.state.epoch),
+        # The supernet's training accuracy over its last epoch (sampled children).
+        "final_train_accuracy": (round(self.epoch_metrics["accuracy"], 4)
+                                 if self.epoch_metrics else None),
     }
     record.update(self.space.describe(list(choices)))
     return record
@@ -401,7 +439,7 @@ def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: str,
                      strategy: tf.distribute.Strategy | None = None) -> Searcher:
   """A Searcher restored from the latest checkpoint of a workdir (for eval and export)."""
   searcher = Searcher(cfg, workdir, strategy)
-  if not searcher.manager.latest_checkpoint:
+  if not searcher.checkpoints():
     raise workdir_lib.WorkdirError(f"workdir '{workdir}' has no checkpoint in "
                                    f"{workdir_lib.CHECKPOINT_DIR}/")
   if not searcher.restore():

@@ -130,3 +130,21 @@ def test_offline_tfds_dataset_points_at_the_folder_option(tmp_path):
 def test_eval_of_an_unfinished_workdir_says_so(tmp_path):
   proc = run_main("--mode=eval", f"--workdir={tmp_path}")
   _assert_one_line_error(proc, "architecture.json")
+
+
+def test_nb201_search_from_the_cli_writes_and_prints_a_genotype(tmp_path, cifar_folder):
+  from dsnas_tf.search_spaces import nb201
+  workdir = tmp_path / "nb201"
+  proc = run_main("--mode=search", f"--config={TINY}", f"--workdir={workdir}",
+                  f"--config.data.folder={cifar_folder}", "--config.space=nb201",
+                  "--config.model.nb201.channels=4", "--config.model.nb201.cells_per_stage=1",
+                  "--config.search.alpha_data=separate", "--config.search.epochs=1",
+                  "--config.search.steps_per_epoch=6", "--config.search.batch_size=16",
+                  "--config.data.max_eval_images=64")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(workdir / "architecture.json") as f:
+    arch = json.load(f)
+  assert arch["space"] == "nb201" and len(arch["choices"]) == 6
+  assert nb201.genotype_to_string(nb201.genotype_from_string(arch["genotype"])) == arch["genotype"]
+  assert nb201.genotype_from_string(arch["genotype"]) == arch["choices"]
+  assert f"genotype: {arch['genotype']}" in proc.stdout

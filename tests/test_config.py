@@ -19,7 +19,7 @@ def _load(name: str):
   return module.get_config()
 
 
-@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "tiny"])
+@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_nb201", "tiny"])
 def test_shipped_configs_are_valid(name):
   config_lib.validate(_load(name))
 
@@ -69,6 +69,11 @@ def test_unknown_key_is_rejected():
 def test_strides_too_deep_for_the_image_size_are_rejected():
   cfg = tiny_config(**{"model.spos.strides": (2, 2, 2, 2, 2)})  # 32 / 32 = 1x1 last stage.
   assert "'model.spos.strides'" in _error(cfg)
+
+
+def test_nb201_image_size_must_halve_twice():
+  cfg = tiny_config(**{"space": "nb201", "data.image_size": 30})
+  assert "'data.image_size'" in _error(cfg)
 
 
 def test_pretrain_must_leave_search_epochs():

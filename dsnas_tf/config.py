@@ -265,15 +265,18 @@ def to_json(cfg: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """Rebuilds a config saved by `to_json`, restoring tuples where the schema has them."""
+  """Rebuilds a config saved by `to_json`, restoring tuples where the schema has them.
+
+  Keys the schema gained after the config was saved keep their defaults.
+  """
   loaded = json.loads(text)
   cfg = default_config()
   for key, default in flatten(cfg).items():
     node = loaded
     for part in key.split("."):
-      if part not in node:
-        raise ConfigError(f"saved config lacks key '{key}'")
-      node = node[part]
+      node = node.get(part) if isinstance(node, dict) else None
+    if node is None:
+      continue
     parent = cfg
     *path, leaf = key.split(".")
     for part in path:

@@ -345,7 +345,8 @@ class Searcher:
     if totals[2]:
       self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2]}
       self.log(f"epoch {epoch + 1}: supernet train loss {self.epoch_metrics['loss']:.4f}, "
-               f"accuracy {self.epoch_metrics['accuracy']:.2f}% (sampled children)")
+               f"accuracy {self.epoch_metrics['accuracy']:.2f}% (sampled children), "
+               f"{rate:.1f} img/s")
       tf.summary.scalar("epoch/train_loss", self.epoch_metrics["loss"], step=epoch + 1)
       tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
     self._end_epoch(epoch, update_alpha)

@@ -10,9 +10,10 @@ import ml_collections
 from dsnas_tf import config as config_lib
 from dsnas_tf import data as data_lib
 from dsnas_tf import workdir as workdir_lib
+from export import ExportError  # TensorFlow-free: the exporters load only in export mode.
 
 # Errors that are the user's to fix: printed as one line, exit status 2.
-UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError)
+UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError, ExportError)
 
 
 def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,

@@ -202,7 +202,7 @@ def _augment_imagenet(image: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor
   return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
 
 
-def _eval_transform(image: tf.Tensor, size: int, augment: str) -> tf.Tensor:
+def eval_transform(image: tf.Tensor, size: int, augment: str) -> tf.Tensor:
   """Deterministic resize for evaluation (ImageNet: resize + centre crop)."""
   image = tf.cast(image, tf.float32)
   if augment == "imagenet":
@@ -222,7 +222,7 @@ def _train_transform(image: tf.Tensor, seed: tf.Tensor, size: int, augment: str)
     return tf.cast(_augment_cifar(tf.cast(image, tf.float32), seed, size), tf.float32)
   if augment == "imagenet":
     return _augment_imagenet(image, seed, size)
-  return _eval_transform(image, size, augment)
+  return eval_transform(image, size, augment)
 
 
 def train_dataset(source: DataSource, cfg: ml_collections.ConfigDict, *, batch_size: int,
@@ -265,7 +265,7 @@ def eval_dataset(source: DataSource, cfg: ml_collections.ConfigDict, *, batch_si
   if input_context is not None and input_context.num_input_pipelines > 1:
     ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
   size, augment = cfg.data.image_size, cfg.data.augment
-  ds = ds.map(lambda x, y: (_eval_transform(x, size, augment), y), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(lambda x, y: (eval_transform(x, size, augment), y), num_parallel_calls=AUTOTUNE)
   if cfg.data.cache and source._folder_files is not None:
     ds = ds.cache()
   return ds.batch(batch_size).prefetch(AUTOTUNE)

@@ -264,7 +264,8 @@ class Searcher:
     for path in reversed(self.checkpoints()):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
+      # A truncated file surfaces as IndexError ("Read less bytes than requested").
+      except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
         self.log(f"checkpoint {path} is unreadable ({type(e).__name__}); trying an older one")
         continue
       self.log(f"resumed from {path} (epoch {int(self.state.epoch)}, "
@@ -437,9 +438,14 @@ class Searcher:
 
 
 def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: str,
-                     strategy: tf.distribute.Strategy | None = None) -> Searcher:
-  """A Searcher restored from the latest checkpoint of a workdir (for eval and export)."""
-  searcher = Searcher(cfg, workdir, strategy)
+                     strategy: tf.distribute.Strategy | None = None, *,
+                     source: data_lib.DataSource | None = None,
+                     log: Callable[[str], None] = print) -> Searcher:
+  """A Searcher restored from the latest checkpoint of a workdir (for eval and export).
+
+  `source` replaces the configured dataset (in-memory data in tests and benchmarks).
+  """
+  searcher = Searcher(cfg, workdir, strategy, source, log)
   if not searcher.checkpoints():
     raise workdir_lib.WorkdirError(f"workdir '{workdir}' has no checkpoint in "
                                    f"{workdir_lib.CHECKPOINT_DIR}/")

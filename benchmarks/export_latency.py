@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -44,15 +43,15 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf.search_spaces import get_space  # noqa: E402
+from dsnas_tf.search_spaces.shufflenet import PAPER_CHILD  # noqa: E402
 from export import onnx as onnx_lib  # noqa: E402
 from export import saved_model as saved_model_lib  # noqa: E402
 from export import tflite as tflite_lib  # noqa: E402
 from export import verify  # noqa: E402
 from export.child import DerivedChild  # noqa: E402
 
-# The paper's searched child (Hu et al., 2020), one choice per block of the 20-block space.
-PAPER_CHILD = (0, 0, 3, 0, 3, 2, 0, 0, 3, 3, 2, 3, 3, 3, 2, 0, 0, 3, 3, 0)
 CONFIGS = {"cifar": "configs/cifar10_spos.py", "imagenet": "configs/imagenet_spos.py"}
 BATCH = 32
 CALIBRATION_IMAGES = 32
@@ -71,11 +70,7 @@ class Format:
 
 def load_config(relative_path: str) -> ml_collections.ConfigDict:
   """`get_config()` of a config file of this repository."""
-  path = os.path.join(REPO, relative_path)
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(os.path.join(REPO, relative_path))
 
 
 def paper_child(cfg: ml_collections.ConfigDict) -> DerivedChild:

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # The config file imports dsnas_tf.
 CONFIG = "configs/cifar10_nb201.py"
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
 
@@ -47,15 +48,17 @@ def parameter_free_edges(arch: dict) -> int:
   return sum(name in PARAMETER_FREE for name in arch["choice_names"])
 
 
+def mean_top_probability(arch: dict) -> float:
+  """How decided alpha is: the mean over edges of the largest op probability (0.2 at init)."""
+  return sum(max(row) for row in arch["probabilities"]) / len(arch["probabilities"])
+
+
 def estimate_full_search(folder: str, steps: int) -> None:
   """Times `steps` steps of a weights-only and of a search epoch of the unmodified config,
   and extrapolates a full search from their steady-state images/s."""
-  import importlib.util
   import re
-  spec = importlib.util.spec_from_file_location("c", os.path.join(REPO, CONFIG))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config()
+  from dsnas_tf import config as config_lib
+  cfg = config_lib.load_config_file(os.path.join(REPO, CONFIG))
   with tempfile.TemporaryDirectory() as workdir:
     _, _, out = run_search(0, folder, [
         "--config.search.epochs=2", "--config.search.pretrain_epochs=1",
@@ -87,6 +90,8 @@ def main() -> None:
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--lr", type=float, default=0.05)
   parser.add_argument("--early_stop_h", type=float, default=0.3)
+  parser.add_argument("--alpha_lr", type=float, default=1e-3,
+                      help="the config's; a short run may need more to move alpha at all")
   parser.add_argument("--estimate_full", action="store_true")
   parser.add_argument("--estimate_steps", type=int, default=30)
   args = parser.parse_args()
@@ -97,15 +102,17 @@ def main() -> None:
                f"--config.data.max_train_images={args.train_images}",
                f"--config.data.max_eval_images={args.eval_images}",
                f"--config.search.batch_size={args.batch_size}", f"--config.search.lr={args.lr}",
-               f"--config.search.early_stop_h={args.early_stop_h}"]
+               f"--config.search.early_stop_h={args.early_stop_h}",
+               f"--config.search.alpha_lr={args.alpha_lr}"]
   print(f"config: {CONFIG} with {' '.join(overrides)}")
   print(f"{'seed':>4}  {'genotype':<92} {'wall':>7} {'supernet':>9} {'child':>7} {'p-free':>6}"
-        f"  fixed_epoch")
+        f" {'mean max p':>10}  fixed_epoch")
   for seed in (int(s) for s in args.seeds.split(",")):
     with tempfile.TemporaryDirectory() as workdir:
       arch, wall, _ = run_search(seed, args.folder, overrides, workdir)
     print(f"{seed:>4}  {arch['genotype']:<92} {wall:>6.0f}s {arch['final_train_accuracy']:>8.2f}% "
-          f"{arch['test_top1']:>6.2f}% {parameter_free_edges(arch):>4}/6  {arch['fixed_epoch']}",
+          f"{arch['test_top1']:>6.2f}% {parameter_free_edges(arch):>4}/6 {mean_top_probability(arch):>10.3f}  "
+          f"{arch['fixed_epoch']}",
           flush=True)
   print("supernet: training accuracy of the sampled children over the last epoch; child: the "
         f"derived cell's test top-1 on {args.eval_images} CIFAR-10 (JPEG copy) test images, "

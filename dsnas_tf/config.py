@@ -28,6 +28,20 @@ class ConfigError(ValueError):
   """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file such as configs/cifar10_spos.py (scripts and tests;
+  main.py reads config files through ml_collections' config_flags)."""
+  import importlib.util
+  import os
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f"dsnas_config_{name}", path)
+  if spec is None:
+    raise ConfigError(f"config file '{path}' cannot be loaded: expected a .py file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def default_config() -> ml_collections.ConfigDict:
   """Returns every configuration key with its default value (CIFAR-10, SPOS space)."""
   c = ml_collections.ConfigDict()

@@ -35,7 +35,7 @@ def _node_macs(op: tf.Operation, dense_as_flops: bool) -> int:
     kh, kw, _, _ = _static_shape(op.inputs[1])
     return int(np.prod(out)) * kh * kw
   if op.type in _MATMUL_OPS:
-    a, b = _static_shape(op.inputs[0]), _static_shape(op.inputs[1])
+    a = _static_shape(op.inputs[0])
     transpose_a = op.get_attr("transpose_a") if op.type == "MatMul" else op.get_attr("adj_x")
     k = a[-2] if transpose_a else a[-1]
     out = _static_shape(op.outputs[0])

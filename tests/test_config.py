@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import ml_collections
@@ -13,10 +12,7 @@ from tests.conftest import REPO, tiny_config
 
 
 def _load(name: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(os.path.join(REPO, "configs", f"{name}.py"))
 
 
 @pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_nb201", "tiny"])

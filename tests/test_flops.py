@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import keras
 import pytest
 
+from dsnas_tf import config as config_lib
 from dsnas_tf import flops
 from dsnas_tf.search_spaces import get_space
 from tests.conftest import REPO
@@ -21,10 +21,7 @@ PAPER_CHILD = [0, 0, 3, 0, 3, 2, 0, 0, 3, 3, 2, 3, 3, 3, 2, 0, 0, 3, 3, 0]
 
 @pytest.fixture(scope="module")
 def imagenet_table():
-  spec = importlib.util.spec_from_file_location("c", os.path.join(REPO, "configs/imagenet_spos.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  space = get_space(module.get_config())
+  space = get_space(config_lib.load_config_file(os.path.join(REPO, "configs/imagenet_spos.py")))
   return space, space.mac_table()
 
 

@@ -23,6 +23,9 @@ from dsnas_tf.choice import ChoiceBlock
 from dsnas_tf.search_spaces.base import MacTable, SearchSpace, Supernet
 
 CHOICE_NAMES = ("shuffle_3x3", "shuffle_5x5", "shuffle_7x7", "xception")
+# The child DSNAS found on ImageNet (Hu et al., 2020, 324M MACs at 224x224), one choice per
+# block: the reference point of the MAC table and of the benchmarks.
+PAPER_CHILD = (0, 0, 3, 0, 3, 2, 0, 0, 3, 3, 2, 3, 3, 3, 2, 0, 0, 3, 3, 0)
 # Kernel size of each choice; the Xception-like unit stacks three 3x3 depthwise convs.
 _KERNELS = (3, 5, 7, 3)
 

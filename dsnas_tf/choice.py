@@ -17,9 +17,13 @@ class ChoiceBlock(keras.layers.Layer):
   (`tf.switch_case`, so one traced graph serves every architecture), and its output is
   multiplied by `z_row[chosen]`. That entry equals 1, so the forward value is the op's own
   output, but it makes dL/dZ_chosen available to the tape: the DSNAS credit of Eq. 6.
+
+  Under a mixed-precision policy `z_row` is not cast (`autocast=False`; the ops cast their
+  own inputs) and the credit is accumulated in float32 (`gate`).
   """
 
   def __init__(self, ops: Sequence[keras.layers.Layer], **kwargs):
+    kwargs.setdefault("autocast", False)
     super().__init__(**kwargs)
     if not ops:
       raise ValueError("a ChoiceBlock needs at least one op")
@@ -37,7 +41,7 @@ class ChoiceBlock(keras.layers.Layer):
     index = tf.argmax(z_row, output_type=tf.int32)
     branches = [functools.partial(op, x, training=training) for op in self.ops]
     y = tf.switch_case(index, branches) if len(branches) > 1 else branches[0]()
-    return y * tf.cast(tf.gather(z_row, index), y.dtype)
+    return gate(y, tf.gather(z_row, index))
 
   def compute_output_shape(self, input_shape):
     return self.ops[0].compute_output_shape(input_shape)
@@ -52,3 +56,27 @@ class ChoiceBlock(keras.layers.Layer):
     config = dict(config)
     config["ops"] = [keras.saving.deserialize_keras_object(op) for op in config["ops"]]
     return cls(**config)
+
+
+def gate(y: tf.Tensor, z_chosen: tf.Tensor) -> tf.Tensor:
+  """`y * z_chosen`: the op's output gated by its entry of Z (which is 1).
+
+  dL/dz_chosen = sum(dL/dy * y) over every element of the batch, and BatchNorm after the
+  block makes it a small difference of large terms. The product's built-in gradient would
+  sum in the outputs' dtype, whose rounding error grows with the number of terms, so
+  float16 and bfloat16 outputs accumulate the credit in float32 (the products themselves
+  are exact in float32). What remains is the rounding of dL/dy and y: credits that
+  BatchNorm nearly cancels stay noisier in low precision than in float32. float32 keeps
+  the plain product and its built-in gradient.
+  """
+  if y.dtype == tf.float32:
+    return y * tf.cast(z_chosen, y.dtype)
+  return _low_precision_gate(y, z_chosen)
+
+
+@tf.custom_gradient
+def _low_precision_gate(y: tf.Tensor, z_chosen: tf.Tensor):
+  def grad(dy):
+    credit = tf.reduce_sum(tf.cast(dy, tf.float32) * tf.cast(y, tf.float32))
+    return dy * tf.cast(z_chosen, dy.dtype), tf.cast(credit, z_chosen.dtype)
+  return y * tf.cast(z_chosen, y.dtype), grad

@@ -114,7 +114,17 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.distribute = ml_collections.ConfigDict()
   c.distribute.strategy = "auto"
+  # Synchronised BatchNorm for the layers outside the choice blocks (stem, head, NB201's
+  # reduction blocks): batch statistics over the global batch, one all-reduce per layer.
+  # BN inside a choice op keeps per-replica statistics: replicas sample their own
+  # architectures, so inside a block's switch_case they run different ops, and a
+  # collective that only some replicas issue would hang or pair up with another layer's.
   c.distribute.sync_batchnorm = False
+  # float32, mixed_float16 or mixed_bfloat16: the compute dtype of the supernet's layers
+  # (variables stay float32). alpha, softmax, sampling and the loss stay float32 and the
+  # DSNAS credit dL/dZ is accumulated in float32; mixed_float16 adds dynamic loss scaling
+  # (dL/dtheta and dL/dZ are unscaled; a step with non-finite gradients is skipped by
+  # both optimizers). See dsnas_tf/precision.py.
   c.distribute.precision = "float32"
   # Split the CPU into this many logical devices (0 = no split): runs MirroredStrategy's
   # multi-replica code path on a machine without GPUs (tests, benchmarks).

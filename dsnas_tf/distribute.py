@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 import ml_collections
@@ -22,17 +23,19 @@ def make_strategy(cfg: ml_collections.ConfigDict) -> tf.distribute.Strategy:
   """
   name = cfg.distribute.strategy
   configure_devices(cfg)
+  if name == "multi_worker":
+    # Before anything that initialises TensorFlow's runtime (listing logical devices does):
+    # collective ops can only be configured at program start-up.
+    if "TF_CONFIG" not in os.environ:
+      raise ConfigError("distribute.strategy='multi_worker' needs the TF_CONFIG environment "
+                        "variable describing the cluster")
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
   if name == "mirrored":
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
-  if name == "multi_worker":
-    if "TF_CONFIG" not in os.environ:
-      raise ConfigError("distribute.strategy='multi_worker' needs the TF_CONFIG environment "
-                       "variable describing the cluster")
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   raise ConfigError(f"unknown distribute.strategy {name!r}")
@@ -83,3 +86,11 @@ def writable_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
   resolver = strategy.cluster_resolver
   name = f"dsnas-{resolver.task_type}-{resolver.task_id}-{os.getpid()}"
   return os.path.join(tempfile.gettempdir(), name, os.path.basename(os.path.normpath(directory)))
+
+
+def discard_private_copy(directory: str, strategy: tf.distribute.Strategy) -> None:
+  """Deletes a non-chief worker's private copy of `directory` (see `writable_dir`), so that
+  a multi-worker run leaves no checkpoints behind in the non-chief's temp directory."""
+  if is_chief(strategy):
+    return
+  shutil.rmtree(os.path.dirname(writable_dir(directory, strategy)), ignore_errors=True)

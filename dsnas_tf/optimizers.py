@@ -25,14 +25,19 @@ class ChosenPathSGD(keras.optimizers.SGD):
   Weight decay is coupled L2 (g + wd * w, as torch.optim.SGD and the reference code),
   applied to kernels only, never to BatchNorm parameters. Keras's own `weight_decay`
   argument is decoupled, so it does not fit the paper's recipe.
+
+  With `skip_nonfinite` (float16 loss scaling), a variable whose all-reduced gradient is
+  not finite keeps its value and momentum; `precision.DynamicLossScale.unscale` makes every
+  gradient NaN when any one is not, so a skipped step skips every variable.
   """
 
   def __init__(self, learning_rate, momentum: float, nesterov: bool, l2: float,
                choice_variables: Mapping[tuple[int, int], Sequence[tf.Variable]],
-               num_blocks: int, num_choices: int, **kwargs):
+               num_blocks: int, num_choices: int, skip_nonfinite: bool = False, **kwargs):
     super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                      **kwargs)
     self._l2 = l2
+    self._skip_nonfinite = skip_nonfinite
     self.active_choices = tf.Variable(tf.ones([num_blocks, num_choices], tf.bool),
                                       trainable=False, name="active_choices")
     # A read-only view, so that checkpoint tracking does not try to save the mapping.
@@ -42,10 +47,15 @@ class ChosenPathSGD(keras.optimizers.SGD):
   def update_step(self, gradient, variable, learning_rate):
     if self._l2 and len(variable.shape) > 1:  # Kernels only: BN gamma/beta are 1-D.
       gradient = gradient + tf.cast(self._l2, gradient.dtype) * tf.convert_to_tensor(variable)
+    gates = []  # Every one must hold for the variable to move.
     index = self._choice_of.get(self._var_key(variable))
-    if index is None:
+    if index is not None:
+      gates.append(self.active_choices[index])
+    if self._skip_nonfinite:
+      gates.append(tf.reduce_all(tf.math.is_finite(gradient)))
+    if not gates:
       return super().update_step(gradient, variable, learning_rate)
-    tf.cond(self.active_choices[index],
+    tf.cond(gates[0] if len(gates) == 1 else tf.reduce_all(tf.stack(gates)),
             lambda: super(ChosenPathSGD, self).update_step(gradient, variable, learning_rate),
             lambda: None)
 
@@ -54,15 +64,22 @@ class FrozenRowsAdam(keras.optimizers.Adam):
   """Adam on alpha that leaves the rows of fixed blocks unchanged (progressive early stop).
 
   A zero gradient is not enough: Adam keeps moving a row with its first moment. The row is
-  restored after the Keras update instead.
+  restored after the Keras update instead. With `skip_nonfinite` (float16 loss scaling) a
+  non-finite gradient leaves alpha and Adam's moments unchanged: the step is skipped.
   """
 
-  def __init__(self, frozen_rows: tf.Variable, **kwargs):
+  def __init__(self, frozen_rows: tf.Variable, skip_nonfinite: bool = False, **kwargs):
     super().__init__(**kwargs)
     self._frozen_rows = frozen_rows
+    self._skip_nonfinite = skip_nonfinite
 
   def update_step(self, gradient, variable, learning_rate):
     before = tf.identity(variable)
-    super().update_step(gradient, variable, learning_rate)
+    if self._skip_nonfinite:
+      tf.cond(tf.reduce_all(tf.math.is_finite(gradient)),
+              lambda: super(FrozenRowsAdam, self).update_step(gradient, variable, learning_rate),
+              lambda: None)
+    else:
+      super().update_step(gradient, variable, learning_rate)
     frozen = tf.reshape(self._frozen_rows, [-1] + [1] * (len(variable.shape) - 1))
     variable.assign(tf.where(frozen, before, tf.convert_to_tensor(variable)))

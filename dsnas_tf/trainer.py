@@ -11,12 +11,14 @@ One step (Algorithm 1 of the paper), traced once for every architecture:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import random
 import signal
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import ml_collections
@@ -27,6 +29,7 @@ from dsnas_tf import data as data_lib
 from dsnas_tf import distribute as distribute_lib
 from dsnas_tf import dsnas
 from dsnas_tf import flops
+from dsnas_tf import precision as precision_lib
 from dsnas_tf import workdir as workdir_lib
 from dsnas_tf.optimizers import ChosenPathSGD, FrozenRowsAdam
 from dsnas_tf.search_spaces import SearchSpace, Supernet, get_space
@@ -53,6 +56,23 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict,
         initial_learning_rate=0.0, decay_steps=max(1, total - warmup),
         warmup_target=cfg.search.lr, warmup_steps=warmup)
   return keras.optimizers.schedules.CosineDecay(cfg.search.lr, decay_steps=max(1, total))
+
+
+@contextlib.contextmanager
+def seeded_initializers(seed: int) -> Iterator[None]:
+  """Keras layers constructed inside draw their initial weights from `seed`.
+
+  Keras 3 seeds every initializer (and dropout's seed generator) that was given no seed
+  from Python's `random` when the layer is constructed. Seeding it makes the initial
+  supernet a function of the config, so that two runs with one seed (an interrupted and
+  an uninterrupted one, say) train the same network. Python's random state is restored.
+  """
+  state = random.getstate()
+  random.seed(seed)
+  try:
+    yield
+  finally:
+    random.setstate(state)
 
 
 class SearchState(tf.Module):
@@ -94,8 +114,16 @@ class Searcher:
           f"images, fewer than one batch of search.batch_size={self.global_batch}")
 
     self.mac_table = self.space.mac_table()
+    precision = cfg.distribute.precision
     with self.strategy.scope():
-      self.supernet: Supernet = self.space.build_supernet()
+      with precision_lib.dtype_policy_scope(precision), seeded_initializers(cfg.seed):
+        self.supernet: Supernet = self.space.build_supernet()
+      if cfg.distribute.sync_batchnorm:
+        self._synchronize_batchnorm()
+      # float16 only: None keeps float32 and bfloat16 steps free of any scaling.
+      self.loss_scale = (precision_lib.DynamicLossScale()
+                         if precision_lib.needs_loss_scaling(precision) else None)
+      skip_nonfinite = self.loss_scale is not None
       self.arch = dsnas.ArchitectureState(
           self.space.num_blocks, self.space.num_choices, cfg.search.alpha_init_mean,
           cfg.search.alpha_init_std, cfg.seed)
@@ -103,19 +131,24 @@ class Searcher:
           learning_rate_schedule(cfg, self.steps_per_epoch), momentum=cfg.search.momentum,
           nesterov=cfg.search.nesterov, l2=cfg.search.weight_decay,
           choice_variables=self.supernet.choice_variables(),
-          num_blocks=self.space.num_blocks, num_choices=self.space.num_choices)
+          num_blocks=self.space.num_blocks, num_choices=self.space.num_choices,
+          skip_nonfinite=skip_nonfinite)
       self.alpha_optimizer = FrozenRowsAdam(
-          self.arch.fixed, learning_rate=cfg.search.alpha_lr, beta_1=cfg.search.alpha_beta1,
-          beta_2=cfg.search.alpha_beta2)
+          self.arch.fixed, skip_nonfinite=skip_nonfinite, learning_rate=cfg.search.alpha_lr,
+          beta_1=cfg.search.alpha_beta1, beta_2=cfg.search.alpha_beta2)
       self.weight_optimizer.build(self.supernet.trainable_variables)
       self.alpha_optimizer.build([self.arch.alpha])
       self.state = SearchState()
     self.choice_mmacs = tf.constant(np.array(self.mac_table.choice_macs, np.float32) / 1e6)
     self.loss_fn = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=cfg.search.label_smoothing, reduction=None)
-    self.checkpoint = tf.train.Checkpoint(
-        supernet=self.supernet.checkpoint_variables(), architecture=self.arch, weight_optimizer=self.weight_optimizer,
-        alpha_optimizer=self.alpha_optimizer, state=self.state)
+    # What every checkpoint must hold; a float16 run's checkpoints add its loss scale.
+    self._checkpointed = dict(
+        supernet=self.supernet.checkpoint_variables(), architecture=self.arch,
+        weight_optimizer=self.weight_optimizer, alpha_optimizer=self.alpha_optimizer,
+        state=self.state)
+    loss_scale = {} if self.loss_scale is None else {"loss_scale": self.loss_scale}
+    self.checkpoint = tf.train.Checkpoint(**self._checkpointed, **loss_scale)
     # Every worker restores from the workdir's checkpoints; each saves (a collective
     # operation under MultiWorkerMirroredStrategy) but only the chief's copy lands there.
     self.checkpoint_dir = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
@@ -123,6 +156,7 @@ class Searcher:
         self.checkpoint, distribute_lib.writable_dir(self.checkpoint_dir, self.strategy),
         max_to_keep=cfg.checkpoint.max_to_keep)
     self._steps = {}
+    self._bn_stats = None  # Built on first use: (variable, owner) pairs.
     self.epoch_metrics: dict[str, float] = {}
     self._eval_step = None
     self._preempted = False
@@ -136,8 +170,13 @@ class Searcher:
     with tf.GradientTape() as tape:
       tape.watch(z)
       logits, per_example, loss = self._forward(images, labels, z)
+      scaled_loss = self._scale_loss(loss)
     weights = self.supernet.trainable_variables
-    weight_grads, dl_dz = tape.gradient(loss, [weights, z])
+    weight_grads, dl_dz = tape.gradient(scaled_loss, [weights, z])
+    finite = tf.constant(True)
+    if self.loss_scale is not None:
+      # The credit dL/dZ (Eq. 6) came through the float16 graph as well: unscale it too.
+      (weight_grads, dl_dz), finite = self.loss_scale.unscale((weight_grads, dl_dz))
     self.weight_optimizer.apply_gradients(zip(weight_grads, weights))
     sampled_macs = self.mac_table.fixed_macs / 1e6 + tf.reduce_sum(z * self.choice_mmacs)
     if update_alpha:
@@ -146,11 +185,77 @@ class Searcher:
         with tf.GradientTape() as alpha_tape:
           alpha_tape.watch(z)
           _, _, alpha_loss = self._forward(*alpha_batch, z)
-        dl_dz = alpha_tape.gradient(alpha_loss, z)
+          scaled_alpha_loss = self._scale_loss(alpha_loss)
+        dl_dz = alpha_tape.gradient(scaled_alpha_loss, z)
+        if self.loss_scale is not None:
+          dl_dz, alpha_finite = self.loss_scale.unscale(dl_dz)
+          # A skipped weight update skips alpha's as well (a NaN credit is skipped).
+          dl_dz = precision_lib.poison(dl_dz, finite)
+          finite = tf.logical_and(finite, alpha_finite)
       self._update_alpha(dl_dz, z, sampled_macs)
+    if self.num_replicas > 1:
+      self._average_bn_statistics(z)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-    return {"loss_sum": tf.reduce_sum(per_example), "correct": tf.reduce_sum(correct),
-            "count": tf.cast(tf.size(labels), tf.float32), "sampled_mmacs": sampled_macs}
+    out = {"loss_sum": tf.reduce_sum(per_example), "correct": tf.reduce_sum(correct),
+           "count": tf.cast(tf.size(labels), tf.float32), "sampled_mmacs": sampled_macs}
+    if self.loss_scale is not None:
+      out["finite"] = tf.cast(finite, tf.float32)
+    return out
+
+  def _scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
+    """The loss to differentiate: times the loss scale under float16, else itself."""
+    return loss if self.loss_scale is None else self.loss_scale.scale_loss(loss)
+
+  def _synchronize_batchnorm(self) -> None:
+    """Makes the BatchNormalization layers outside the choice blocks normalise with the
+    statistics of the global batch (one all-reduce each, `distribute.sync_batchnorm`).
+
+    BN inside a choice op cannot be synchronised: replicas sample their architectures
+    independently, so inside a block's switch_case they run different ops, and a
+    collective issued by only some replicas would hang or pair up with another layer's.
+    Those layers keep per-replica batch statistics (moving statistics are still averaged
+    over the replicas that ran them, see `_average_bn_statistics`).
+    """
+    for layer in self.supernet.batchnorm_outside_choices():
+      # Keras reads the flag when the layer runs; it adds no variables, so checkpoints of
+      # synchronised and unsynchronised runs restore into each other.
+      layer.synchronized = True
+
+  def _bn_statistics(self) -> list[tuple[tf.Variable, tuple[int, int] | None]]:
+    """Every moving statistic of the supernet with the (row of Z, choice) of the op that
+    owns it, or None outside the choice blocks (those run on every replica every step)."""
+    owner = {}
+    for position, block in enumerate(self.supernet.choice_blocks):
+      row = self.supernet.block_index_of(position)
+      for k, op in enumerate(block.ops):
+        owner.update({id(v): (row, k) for v in op.non_trainable_variables})
+    return [(v, owner.get(id(v))) for v in self.supernet.non_trainable_variables
+            if keras.backend.is_float_dtype(v.dtype)]
+
+  def _average_bn_statistics(self, z: tf.Tensor) -> None:
+    """Sets every replica's BN moving statistics to their mean over the replicas that ran
+    them this step, so that all replicas (and workers) hold the same statistics.
+
+    Keras 3 BatchNormalization keeps one copy of its moving statistics per replica
+    (aggregation NONE) and each replica updates its copy from its own batch: without this
+    the copies drift apart, checkpoints keep only the first replica's and evaluation uses a
+    different copy on every replica. A choice op's statistics moved only on the replicas
+    that sampled it, so only those copies count.
+    """
+    if self._bn_stats is None:
+      self._bn_stats = self._bn_statistics()
+    stats = self._bn_stats
+    ctx = tf.distribute.get_replica_context()
+    values = [tf.convert_to_tensor(v) for v, _ in stats]
+    ran = [tf.constant(1.0) if owner is None else z[owner] for _, owner in stats]
+    # One collective over one flat tensor (per-variable all-reduces make the step's trace
+    # much slower): the weighted sums, and how many replicas ran each op.
+    flat = tf.concat([tf.reshape(x * r, [-1]) for x, r in zip(values, ran)], axis=0)
+    total, runs = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [flat, z])
+    sums = tf.split(total, [int(np.prod(x.shape)) for x in values])
+    for (v, owner), x, s in zip(stats, values, sums):
+      count = float(self.num_replicas) if owner is None else runs[owner]
+      v.assign(tf.where(count > 0, tf.reshape(s, x.shape) / tf.maximum(count, 1.0), x))
 
   def _forward(self, images: tf.Tensor, labels: tf.Tensor, z: tf.Tensor):
     """Logits, per-example loss and this replica's share of the global-batch mean loss."""
@@ -172,21 +277,31 @@ class Searcher:
                      * flops_tape.gradient(resource, alpha))
     self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
 
+  def sample_replica_architectures(self, iteration: tf.Tensor) -> tf.Tensor:
+    """One one-hot Z per replica, [replicas, blocks, choices], keyed by (seed, step, replica).
+
+    Every worker computes all replicas' samples (they are a pure function of alpha and the
+    step), so the union of sampled ops is known everywhere without a collective.
+    """
+    return tf.stack([
+        dsnas.sample_z(self.arch.alpha, self.arch.fixed, self.arch.fixed_choice,
+                       dsnas.step_seed(self.cfg.seed, iteration, r))
+        for r in range(self.num_replicas)])
+
   def _make_step(self, update_alpha: bool):
     """The distributed step; traced once per value of `update_alpha` (pre-train or search)."""
-    seed = self.cfg.seed
-
     @tf.function
     def step(iterator):
       batch = next(iterator)
-      iteration = self.weight_optimizer.iterations
-      z_all = tf.stack([
-          dsnas.sample_z(self.arch.alpha, self.arch.fixed, self.arch.fixed_choice,
-                         dsnas.step_seed(seed, iteration, r))
-          for r in range(self.num_replicas)])
+      z_all = self.sample_replica_architectures(self.weight_optimizer.iterations)
       # Union over replicas: the ops whose weights this step may change.
       self.weight_optimizer.active_choices.assign(tf.reduce_max(z_all, axis=0) > 0)
       out = self.strategy.run(self._replica_step, args=(batch, z_all, update_alpha))
+      if self.loss_scale is not None:
+        # Every replica holds the same all-reduced verdict; their mean is that verdict.
+        finite = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, out.pop("finite"),
+                                      axis=None) > 0.5
+        self.loss_scale.update(finite)
       reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                  for k, v in out.items() if k != "sampled_mmacs"}
       reduced["sampled_mmacs"] = self.strategy.reduce(
@@ -236,7 +351,7 @@ class Searcher:
       @tf.function
       def eval_step(batch, z):
         def replica(images, labels):
-          logits = self.supernet(images, z, training=False)
+          logits = tf.cast(self.supernet(images, z, training=False), tf.float32)
           top1 = tf.math.in_top_k(labels, logits, 1)
           top5 = tf.math.in_top_k(labels, logits, min(5, self.cfg.data.num_classes))
           return (tf.reduce_sum(tf.cast(top1, tf.float32)),
@@ -263,13 +378,17 @@ class Searcher:
     """Restores the latest checkpoint, falling back to older ones if it is unreadable."""
     for path in reversed(self.checkpoints()):
       try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        required = tf.train.Checkpoint(**self._checkpointed)
+        required.restore(path).assert_existing_objects_matched()
+        if self.loss_scale is not None:
+          # Optional: a float32 or bfloat16 run's checkpoint has none (initial scale then).
+          tf.train.Checkpoint(loss_scale=self.loss_scale).restore(path).expect_partial()
       # A truncated file surfaces as IndexError ("Read less bytes than requested").
       except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
         self.log(f"checkpoint {path} is unreadable ({type(e).__name__}); trying an older one")
         continue
-      self.log(f"resumed from {path} (epoch {int(self.state.epoch)}, "
-               f"step {int(self.state.step_in_epoch)} of {self.steps_per_epoch})")
+      self.log(f"resumed from {path} (epoch {int(self.state.epoch.numpy())}, "
+               f"step {int(self.state.step_in_epoch.numpy())} of {self.steps_per_epoch})")
       return True
     return False
 
@@ -297,14 +416,18 @@ class Searcher:
              f"{self.space.num_choices} choices, {self.num_replicas} replica(s), global batch "
              f"{self.global_batch}, {self.steps_per_epoch} steps/epoch, {cfg.search.epochs} "
              f"epochs, data {self.source.description}")
-    with writer.as_default():
-      while int(self.state.epoch) < cfg.search.epochs:
-        self._run_epoch(int(self.state.epoch))
-    return self._finish()
+    try:
+      with writer.as_default():
+        while int(self.state.epoch.numpy()) < cfg.search.epochs:
+          self._run_epoch(int(self.state.epoch.numpy()))
+      return self._finish()
+    finally:
+      # A non-chief's checkpoint saves only took part in the collective; they are not kept.
+      distribute_lib.discard_private_copy(self.checkpoint_dir, self.strategy)
 
   def _run_epoch(self, epoch: int) -> None:
     cfg = self.cfg
-    start_step = int(self.state.step_in_epoch)
+    start_step = int(self.state.step_in_epoch.numpy())
     update_alpha = epoch >= cfg.search.pretrain_epochs and not bool(np.all(self.arch.fixed))
     step_fn = self.train_step_fn(update_alpha)
     iterator = self._train_iterator(epoch, start_step)
@@ -335,7 +458,7 @@ class Searcher:
         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
       progress.update(step + 1, values=[("loss", loss), ("acc", acc), ("img/s", rate)])
       self.state.step_in_epoch.assign(step + 1)
-      global_step = int(self.weight_optimizer.iterations)
+      global_step = int(self.weight_optimizer.iterations.numpy())
       if global_step % cfg.search.log_every_steps == 0:
         self._log_step(global_step, loss, acc, float(out["sampled_mmacs"]))
       if cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0:
@@ -358,6 +481,8 @@ class Searcher:
     tf.summary.scalar("train/accuracy", acc, step=step)
     tf.summary.scalar("train/learning_rate", float(lr), step=step)
     tf.summary.scalar("arch/sampled_mmacs", sampled_mmacs, step=step)
+    if self.loss_scale is not None:
+      tf.summary.scalar("train/loss_scale", float(self.loss_scale.scale.numpy()), step=step)
 
   def _end_epoch(self, epoch: int, searched: bool) -> None:
     cfg = self.cfg
@@ -375,7 +500,7 @@ class Searcher:
       self.log(f"epoch {done}: derived child top1={result.top1:.2f} top5={result.top5:.2f}")
     self.state.epoch.assign(done)
     self.state.step_in_epoch.assign(0)
-    self.manager.save(checkpoint_number=int(self.weight_optimizer.iterations))
+    self.manager.save(checkpoint_number=int(self.weight_optimizer.iterations.numpy()))
 
   def _log_architecture(self, epoch: int) -> None:
     probs = self.arch.probabilities().numpy()
@@ -414,7 +539,7 @@ class Searcher:
         "test_top1": None if test is None else round(test.top1, 4),
         "test_top5": None if test is None else round(test.top5, 4),
         "test_images": None if test is None else test.images,
-        "epochs": int(self.state.epoch),
+        "epochs": int(self.state.epoch.numpy()),
         # The supernet's training accuracy over its last epoch (sampled children).
         "final_train_accuracy": (round(self.epoch_metrics["accuracy"], 4)
                                  if self.epoch_metrics else None),

@@ -37,6 +37,12 @@ class Supernet(keras.Model, abc.ABC):
   deployed child takes raw pixels. `z` is the one-hot [num_blocks, num_choices] sample.
   """
 
+  def __init__(self, **kwargs):
+    # Under a mixed-precision policy z must stay float32, so that dL/dZ (the DSNAS credit)
+    # reaches the tape in float32; every layer inside casts its own inputs.
+    kwargs.setdefault("autocast", False)
+    super().__init__(**kwargs)
+
   @property
   @abc.abstractmethod
   def choice_blocks(self) -> list[ChoiceBlock]:
@@ -54,6 +60,15 @@ class Supernet(keras.Model, abc.ABC):
     names ("batch_normalization_95") depend on how many layers a process made before.
     """
     return {f"{i:05d}": v for i, v in enumerate(self.variables)}
+
+  def batchnorm_outside_choices(self) -> list[keras.layers.BatchNormalization]:
+    """The BatchNormalization layers of the fixed parts (stem, head, NB201's reduction
+    blocks): those that run on every replica in every step, whatever Z is."""
+    # Keras has no public recursive layer listing; _flatten_layers is what Model.layers
+    # and the weight tracking use.
+    inside = {id(layer) for block in self.choice_blocks for layer in block._flatten_layers()}
+    return [layer for layer in self._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in inside]
 
   def choice_variables(self) -> dict[tuple[int, int], list[tf.Variable]]:
     """Maps (row of Z, choice) to the trainable variables used only by that choice."""

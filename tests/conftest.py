@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -31,14 +32,17 @@ def cifar_folder() -> str:
   """The CIFAR-10 JPEG copy in ImageFolder layout, extracted into the cache on first use."""
   root = os.path.join(CACHE, "cifar10")
   done = os.path.join(CACHE, ".cifar10-extracted")
-  if not os.path.exists(done):
-    if not os.path.exists(ARCHIVE):
-      pytest.skip(f"CIFAR-10 archive not found at {ARCHIVE}")
-    assert _sha256(ARCHIVE) == ARCHIVE_SHA256, "CIFAR-10 archive checksum mismatch"
-    os.makedirs(CACHE, exist_ok=True)
-    with tarfile.open(ARCHIVE) as tar:
-      tar.extractall(CACHE, filter="data")
-    open(done, "w").close()
+  if not os.path.exists(ARCHIVE) and not os.path.exists(done):
+    pytest.skip(f"CIFAR-10 archive not found at {ARCHIVE}")
+  os.makedirs(CACHE, exist_ok=True)
+  # pytest-xdist workers share the cache: one extracts while the others wait.
+  with open(os.path.join(CACHE, ".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(done):
+      assert _sha256(ARCHIVE) == ARCHIVE_SHA256, "CIFAR-10 archive checksum mismatch"
+      with tarfile.open(ARCHIVE) as tar:
+        tar.extractall(CACHE, filter="data")
+      open(done, "w").close()
   return root
 
 

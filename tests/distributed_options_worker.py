@@ -22,24 +22,9 @@ import tensorflow as tf  # noqa: E402
 
 from dsnas_tf import distribute, trainer  # noqa: E402
 from tests.conftest import synthetic_source, tiny_config  # noqa: E402
+from tests.mirrored_worker import in_sync, local_copies  # noqa: E402
 
 HALF_BATCH = 8
-
-
-def local_copies(variable) -> list[np.ndarray]:
-  """The value of a (Keras or tf) variable on every local replica."""
-  if isinstance(variable, keras.Variable):
-    variable = variable.value
-  return [v.numpy() for v in getattr(variable, "values", [variable])]
-
-
-def in_sync(variables) -> bool:
-  """Whether every replica holds exactly the same value of every variable."""
-  for variable in variables:
-    copies = local_copies(variable)
-    if not all(np.array_equal(copies[0], c) for c in copies[1:]):
-      return False
-  return True
 
 
 def two_halves() -> tuple[np.ndarray, np.ndarray]:

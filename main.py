@@ -6,7 +6,9 @@
     python main.py --mode=flops  --config=configs/imagenet_spos.py [--output=F.json]
 
 Any bad flag, config file or config value ends the run with one line on stderr,
-`error: ...`, and exit status 2, before anything is written.
+`error: ...`, and exit status 2, before anything is written. A search stopped by SIGTERM
+(on any worker of a multi-worker run) saves a checkpoint and ends with one line,
+`preempted: ...`, and exit status 143; rerunning the same command resumes it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
+from typing import NoReturn
 
 import ml_collections
 
@@ -14,6 +17,9 @@ from export import ExportError  # TensorFlow-free: the exporters load only in ex
 
 # Errors that are the user's to fix: printed as one line, exit status 2.
 UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError, ExportError)
+# A search stopped by SIGTERM (after saving a checkpoint) exits with the status a shell
+# gives a command that SIGTERM ended, 128 + 15: wrappers see a termination, not an error.
+PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM
 
 
 def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,
@@ -54,11 +60,21 @@ def search_mode(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   strategy = _strategy(cfg)
   source = data_lib.open_source(cfg)  # Fails before the workdir is created.
   from dsnas_tf import trainer
-  record = trainer.Searcher(cfg, workdir, strategy, source).run()
+  try:
+    record = trainer.Searcher(cfg, workdir, strategy, source).run()
+  except trainer.Preempted as e:
+    exit_preempted(e)
   print(f"architecture: {json.dumps(record['choices'])}")
   if "genotype" in record:
     print(f"genotype: {record['genotype']}")
   return record
+
+
+def exit_preempted(preempted: Exception) -> NoReturn:
+  """Ends a search that SIGTERM stopped (on every worker): one line on stderr, no traceback,
+  exit status PREEMPTED_EXIT_STATUS."""
+  print(f"preempted: {preempted}", file=sys.stderr, flush=True)
+  sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 def eval_mode(workdir: str) -> None:

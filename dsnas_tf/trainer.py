@@ -18,7 +18,7 @@ import random
 import signal
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 import keras
 import ml_collections
@@ -43,7 +43,24 @@ class EvalResult:
 
 
 class Preempted(Exception):
-  """SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+  """A SIGTERM stopped the search after `step`, with every worker's state saved in
+  `checkpoint` (in the workdir); rerunning the same command resumes from there.
+
+  Under MultiWorkerMirroredStrategy every worker raises it after the same step, whichever
+  worker received the signal (see `Searcher._make_step`).
+  """
+
+  def __init__(self, step: int, checkpoint: str):
+    super().__init__(f"SIGTERM, stopped at step {step}; saved {checkpoint}; "
+                     "rerun the same command to resume")
+    self.step = step
+    self.checkpoint = checkpoint
+
+
+# Step outputs averaged over the replicas; every other output is summed.
+_MEAN_OUTPUTS = ("sampled_mmacs", "finite")
+# The step output that counts the replicas whose worker received SIGTERM before the step.
+STOP_OUTPUT = "stop"
 
 
 def learning_rate_schedule(cfg: ml_collections.ConfigDict,
@@ -289,23 +306,51 @@ class Searcher:
         for r in range(self.num_replicas)])
 
   def _make_step(self, update_alpha: bool):
-    """The distributed step; traced once per value of `update_alpha` (pre-train or search)."""
+    """The distributed step; traced once per value of `update_alpha` (pre-train or search).
+
+    `step(iterator, stop_requested)` also agrees on preemption: `stop_requested` is a bool
+    tensor saying whether this worker received SIGTERM (a tensor, so True and False share
+    one trace; omitted, it is False), and the output STOP_OUTPUT is the number of replicas,
+    over all workers, whose worker did. Every worker therefore learns of a SIGTERM that
+    reached any of them after the same step, and they can all save that step's checkpoint
+    (a collective) and stop together.
+
+    Why not tf.distribute.experimental.PreemptionCheckpointHandler: it is documented to
+    support only MultiWorkerMirroredStrategy and TPUStrategy, while this step also runs under
+    the default and (multi-GPU or logical-CPU) MirroredStrategy; it restores the latest
+    checkpoint itself when constructed, bypassing `restore()`'s fallback past an unreadable
+    (truncated) checkpoint; and after saving it ends the process itself (by default
+    sys.exit(42)), where the CLI ends with one line and exit status 143. The flag costs one
+    float in the all-reduce the step already does.
+    """
+    # Created here rather than at import: TensorFlow's runtime must not start before a
+    # MultiWorkerMirroredStrategy has configured its collectives.
+    no_stop = tf.constant(False)
+
     @tf.function
-    def step(iterator):
+    def step(iterator, stop_requested=no_stop):
       batch = next(iterator)
       z_all = self.sample_replica_architectures(self.weight_optimizer.iterations)
       # Union over replicas: the ops whose weights this step may change.
       self.weight_optimizer.active_choices.assign(tf.reduce_max(z_all, axis=0) > 0)
-      out = self.strategy.run(self._replica_step, args=(batch, z_all, update_alpha))
+      names = []  # The output names, in packing order (known once the replica step traced).
+
+      def replica_step(batch, z_all):
+        out = self._replica_step(batch, z_all, update_alpha)
+        out[STOP_OUTPUT] = tf.cast(stop_requested, tf.float32)
+        names[:] = sorted(out)
+        return tf.stack([tf.cast(out[k], tf.float32) for k in names])
+
+      # All of a step's outputs, the stop flag included, travel in one all-reduce.
+      packed = self.strategy.run(replica_step, args=(batch, z_all))
+      totals = self.strategy.reduce(tf.distribute.ReduceOp.SUM, packed, axis=None)
+      reduced = dict(zip(names, tf.unstack(totals)))
+      for name in _MEAN_OUTPUTS:
+        if name in reduced:
+          reduced[name] = reduced[name] / self.num_replicas
       if self.loss_scale is not None:
         # Every replica holds the same all-reduced verdict; their mean is that verdict.
-        finite = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, out.pop("finite"),
-                                      axis=None) > 0.5
-        self.loss_scale.update(finite)
-      reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                 for k, v in out.items() if k != "sampled_mmacs"}
-      reduced["sampled_mmacs"] = self.strategy.reduce(
-          tf.distribute.ReduceOp.MEAN, out["sampled_mmacs"], axis=None)
+        self.loss_scale.update(reduced.pop("finite") > 0.5)
       return reduced
 
     return step
@@ -392,14 +437,30 @@ class Searcher:
       return True
     return False
 
-  def _install_sigterm_handler(self) -> None:
+  def _install_sigterm_handler(self) -> Callable | int | None:
+    """Makes SIGTERM request a stop instead of ending the process; returns the handler it
+    replaced, for `_restore_sigterm_handler`.
+
+    The handler only notes the request: the next step carries it to every worker, and all
+    of them save and stop after that same step (`_make_step`, `_run_epoch`). Stopping here,
+    on the signalled worker alone, would leave the others waiting in a collective.
+    """
+    self._preempted = False
+
     def handler(signum, frame):
       del signum, frame
       self._preempted = True
     try:
-      signal.signal(signal.SIGTERM, handler)
+      return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # Not the main thread (e.g. under a test runner thread).
-      pass
+      return None
+
+  @staticmethod
+  def _restore_sigterm_handler(previous: Callable | int | None) -> None:
+    """Puts back the SIGTERM handler `_install_sigterm_handler` replaced, so that the process
+    ends on SIGTERM again once the search has returned (tests call run() in-process)."""
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
 
   def run(self) -> dict:
     """Searches for `search.epochs` epochs (resuming if the workdir has a checkpoint), then
@@ -408,7 +469,7 @@ class Searcher:
     if self.is_chief:
       workdir_lib.save_config(self.workdir, cfg)
     self.restore()
-    self._install_sigterm_handler()
+    previous_sigterm_handler = self._install_sigterm_handler()
     log_dir = os.path.join(self.workdir, workdir_lib.LOG_DIR)
     writer = (tf.summary.create_file_writer(log_dir) if self.is_chief
               else tf.summary.create_noop_writer())
@@ -422,6 +483,7 @@ class Searcher:
           self._run_epoch(int(self.state.epoch.numpy()))
       return self._finish()
     finally:
+      self._restore_sigterm_handler(previous_sigterm_handler)
       # A non-chief's checkpoint saves only took part in the collective; they are not kept.
       distribute_lib.discard_private_copy(self.checkpoint_dir, self.strategy)
 
@@ -441,7 +503,8 @@ class Searcher:
     totals = np.zeros(3)  # Loss sum, correct, count over the epoch (this run's part of it).
     for step in range(start_step, self.steps_per_epoch):
       try:
-        out = step_fn(iterator)
+        # A tensor, not a Python bool: True and False run the same traced step.
+        out = step_fn(iterator, tf.constant(self._preempted))
       except tf.errors.InvalidArgumentError as e:
         if data_lib.is_decode_error(e):
           raise data_lib.explain_input_error(self.source, e) from None
@@ -461,11 +524,11 @@ class Searcher:
       global_step = int(self.weight_optimizer.iterations.numpy())
       if global_step % cfg.search.log_every_steps == 0:
         self._log_step(global_step, loss, acc, float(out["sampled_mmacs"]))
+      # Every worker got the same all-reduced count: all of them stop after this step.
+      if float(out[STOP_OUTPUT]) > 0:
+        self._save_and_stop(global_step)
       if cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0:
         self.manager.save(checkpoint_number=global_step)
-      if self._preempted:
-        path = self.manager.save(checkpoint_number=global_step)
-        raise Preempted(f"SIGTERM: saved {path}; rerun the same command to resume")
     if totals[2]:
       self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2]}
       self.log(f"epoch {epoch + 1}: supernet train loss {self.epoch_metrics['loss']:.4f}, "
@@ -474,6 +537,15 @@ class Searcher:
       tf.summary.scalar("epoch/train_loss", self.epoch_metrics["loss"], step=epoch + 1)
       tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
     self._end_epoch(epoch, update_alpha)
+
+  def _save_and_stop(self, global_step: int) -> NoReturn:
+    """Saves the checkpoint of `global_step` (on every worker: a collective) and raises
+    Preempted naming it."""
+    saved = self.manager.save(checkpoint_number=global_step)
+    # A non-chief saved into its private copy; the checkpoint to resume from is the chief's.
+    checkpoint = os.path.join(self.checkpoint_dir, os.path.basename(saved))
+    self.log(f"SIGTERM: saved {checkpoint} after step {global_step}")
+    raise Preempted(global_step, checkpoint)
 
   def _log_step(self, step: int, loss: float, acc: float, sampled_mmacs: float) -> None:
     lr = self.weight_optimizer.learning_rate

@@ -4,8 +4,10 @@
         MirroredStrategy on 2 logical CPUs: per-replica sampling, state in sync, replay.
     python tests/mirrored_worker.py parity
         One step on 1 replica against the same step on 2 replicas: same global batch, same Z.
-    TF_CONFIG=... python tests/mirrored_worker.py multi_worker WORKDIR OUT.npz
+    TF_CONFIG=... python tests/mirrored_worker.py multi_worker WORKDIR OUT.npz [N]
         One worker of a MultiWorkerMirroredStrategy search; dumps its final state to OUT.npz.
+        With N > 0 the worker sends itself SIGTERM after its N-th step; a preempted worker
+        dumps its state and exits as main.py does (one line, status 143).
 
 Run by tests/test_distributed.py and tests/test_multi_worker.py: logical devices and the
 multi-worker runtime must be configured before TensorFlow initialises, which the test
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,6 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dsnas_tf import cli  # noqa: E402
 from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import distribute, trainer  # noqa: E402
 from tests.conftest import synthetic_source, tiny_config  # noqa: E402
@@ -177,22 +182,37 @@ def parity() -> None:
 
 class RecordingSearcher(trainer.Searcher):
   """A Searcher that notes what the test checks: each step's union of sampled ops and,
-  at each epoch end, whether its checkpoint save produced a file where it wrote."""
+  at each epoch end, whether its checkpoint save produced a file where it wrote.
 
-  def __init__(self, *args, **kwargs):
+  With `sigterm_after_steps` > 0 it sends its own process SIGTERM after that many steps
+  (of this run), through the real handler, as a preempting scheduler would.
+  """
+
+  def __init__(self, *args, sigterm_after_steps: int = 0, **kwargs):
     super().__init__(*args, **kwargs)
     self.unions: list[list[int]] = []
     self.saves: list[dict] = []
+    self.sigterm_after_steps = sigterm_after_steps
 
   def train_step_fn(self, update_alpha: bool):
     step = super().train_step_fn(update_alpha)
 
-    def recorded(iterator):
-      out = step(iterator)
+    def recorded(iterator, *args):
+      out = step(iterator, *args)
       self.unions.append(self.weight_optimizer.active_choices.numpy().sum(-1).tolist())
+      if len(self.unions) == self.sigterm_after_steps:
+        self._send_sigterm_to_self()
       return out
 
     return recorded
+
+  def _send_sigterm_to_self(self) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+    # Python runs the handler in the main thread soon after, not necessarily before kill()
+    # returns: wait for it, so that the next step is the one that carries the request.
+    deadline = time.monotonic() + 10
+    while not self._preempted and time.monotonic() < deadline:
+      time.sleep(0.001)
 
   def _end_epoch(self, epoch: int, searched: bool) -> None:
     super()._end_epoch(epoch, searched)
@@ -200,7 +220,20 @@ class RecordingSearcher(trainer.Searcher):
     self.saves.append({"path": latest, "exists": bool(latest) and os.path.exists(latest + ".index")})
 
 
-def multi_worker(workdir: str, output: str) -> None:
+def dump_state(searcher: RecordingSearcher, output: str, **meta) -> None:
+  """Writes the worker's alpha, fixed blocks, variables, momentum and `meta` to `output`."""
+  arrays = {f"var_{i:05d}": v.numpy() for i, v in enumerate(searcher.supernet.variables)}
+  arrays.update({f"momentum_{i:05d}": m.numpy()
+                 for i, m in enumerate(searcher.weight_optimizer.momentums)})
+  meta.update({"chief": searcher.is_chief, "replicas": searcher.num_replicas,
+               "checkpoint_dir": searcher.manager.directory, "saves": searcher.saves,
+               "unions": searcher.unions,
+               "private_dir_left": os.path.exists(searcher.manager.directory)})
+  np.savez(output, alpha=searcher.arch.alpha.numpy(), fixed=searcher.arch.fixed.numpy(),
+           fixed_choice=searcher.arch.fixed_choice.numpy(), meta=json.dumps(meta), **arrays)
+
+
+def multi_worker(workdir: str, output: str, sigterm_after_steps: str = "0") -> None:
   # Separate alpha data: the zipped (weights, alpha) datasets are sharded across workers.
   cfg = tiny_config(**{**SMALLEST_NB201, "distribute.strategy": "multi_worker",
                        "search.batch_size": 16,
@@ -209,17 +242,15 @@ def multi_worker(workdir: str, output: str) -> None:
   config_lib.validate(cfg)
   strategy = distribute.make_strategy(cfg)
   config_lib.validate_replicas(cfg, strategy.num_replicas_in_sync)
-  searcher = RecordingSearcher(cfg, workdir, strategy, synthetic_source(), log=print)
-  record = searcher.run()
-  arrays = {f"var_{i:05d}": v.numpy() for i, v in enumerate(searcher.supernet.variables)}
-  arrays.update({f"momentum_{i:05d}": m.numpy()
-                 for i, m in enumerate(searcher.weight_optimizer.momentums)})
-  meta = {"chief": searcher.is_chief, "replicas": strategy.num_replicas_in_sync,
-          "checkpoint_dir": searcher.manager.directory, "saves": searcher.saves,
-          "unions": searcher.unions, "record": record,
-          "private_dir_left": os.path.exists(searcher.manager.directory)}
-  np.savez(output, alpha=searcher.arch.alpha.numpy(), fixed=searcher.arch.fixed.numpy(),
-           fixed_choice=searcher.arch.fixed_choice.numpy(), meta=json.dumps(meta), **arrays)
+  searcher = RecordingSearcher(cfg, workdir, strategy, synthetic_source(), log=print,
+                               sigterm_after_steps=int(sigterm_after_steps))
+  try:
+    record = searcher.run()
+  except trainer.Preempted as e:
+    dump_state(searcher, output, record=None,
+               preempted={"step": e.step, "checkpoint": e.checkpoint})
+    cli.exit_preempted(e)  # As main.py ends a preempted search.
+  dump_state(searcher, output, record=record, preempted=None)
   report({"chief": searcher.is_chief})
 
 

@@ -5,12 +5,17 @@ steps, weights and alpha on separate halves of the data: the zipped datasets are
 across the workers) with TF_CONFIG naming two loopback ports, and dump their final state to
 an .npz file outside any workdir (tests/mirrored_worker.py). The non-chief gets its own
 workdir path and its own temp directory, so that anything it wrote would be visible there.
+
+Preemption: the same search in which only the non-chief receives SIGTERM (it sends it to
+itself after its 5th step), then both workers rerun on the chief's workdir.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -20,10 +25,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dsnas_tf import cli
 from dsnas_tf import workdir as workdir_lib
 from tests.conftest import REPO
 
 TIMEOUT_S = 420  # Both workers, start to end; a hung collective fails the test here.
+STEPS_PER_EPOCH = 4  # tests/mirrored_worker.py's multi_worker config, 2 epochs.
+SIGTERM_AFTER_STEPS = 5  # The non-chief signals itself after step 5 (epoch 2, step 1 of 4) ...
+STOP_STEP = 6  # ... so the next step carries the request: both stop after global step 6.
+PREEMPTED_LINE = re.compile(r"^preempted: SIGTERM, stopped at step (\d+); saved (\S+); "
+                            r"rerun the same command to resume$", re.MULTILINE)
 
 
 def free_ports(count: int) -> list[int]:
@@ -38,15 +49,18 @@ def free_ports(count: int) -> list[int]:
       s.close()
 
 
-def run_workers(commands: list[list[str]], envs: list[dict], timeout: float) -> list[tuple]:
-  """Runs the workers to completion; kills them all if one fails or time runs out (a
-  surviving worker would wait forever for its peer's collectives)."""
+def run_workers(commands: list[list[str]], envs: list[dict], timeout: float,
+                expected_statuses: list[int]) -> list[tuple]:
+  """Runs the workers to completion; kills them all if one exits with another status than
+  its expected one or time runs out (a surviving worker would wait forever for its peer's
+  collectives)."""
   procs = [subprocess.Popen(c, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True) for c, e in zip(commands, envs)]
   deadline = time.monotonic() + timeout
   try:
     while any(p.poll() is None for p in procs):
-      failed = any(p.returncode not in (None, 0) for p in procs)
+      failed = any(p.returncode not in (None, expected)
+                   for p, expected in zip(procs, expected_statuses))
       if failed or time.monotonic() > deadline:
         for p in procs:
           if p.poll() is None:
@@ -58,10 +72,13 @@ def run_workers(commands: list[list[str]], envs: list[dict], timeout: float) -> 
   return [(p.returncode, out) for p, out in zip(procs, outputs)]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-  root = tmp_path_factory.mktemp("multi_worker")
-  ports = free_ports(2)
+def cluster_workers(root: pathlib.Path, workdirs: list[pathlib.Path], ports: list[int],
+                    worker_args: tuple[list[str], list[str]] = ([], []),
+                    expected_status: int = 0) -> list[dict]:
+  """Workers 0 and 1 of one search (tests/mirrored_worker.py multi_worker) on `ports`:
+  worker i on `workdirs[i]` with extra arguments `worker_args[i]`, its own temp directory
+  and .npz under `root`, and the exit status it must end with."""
+  root.mkdir()
   workers = []
   for index in range(2):
     tmp = root / f"tmp{index}"
@@ -70,21 +87,67 @@ def cluster(tmp_path_factory):
                  "task": {"type": "worker", "index": index}}
     env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TMPDIR=str(tmp),
                TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    workers.append({"workdir": root / f"workdir{index}", "tmp": tmp, "env": env,
-                    "npz": root / f"worker{index}.npz"})
-  commands = [[sys.executable, os.path.join(REPO, "tests", "mirrored_worker.py"), "multi_worker",
-               str(w["workdir"]), str(w["npz"])] for w in workers]
+    npz = root / f"worker{index}.npz"
+    command = [sys.executable, os.path.join(REPO, "tests", "mirrored_worker.py"),
+               "multi_worker", str(workdirs[index]), str(npz), *worker_args[index]]
+    workers.append({"workdir": workdirs[index], "tmp": tmp, "env": env, "npz": npz,
+                    "command": command, "expected_status": expected_status})
+  return workers
+
+
+def run_clusters(*clusters: list[dict]) -> None:
+  """Runs the workers of all `clusters` at the same time; asserts each ends with its
+  expected status and adds its output (stdout and stderr), final state and meta."""
+  workers = [w for cluster in clusters for w in cluster]
   start = time.monotonic()
-  results = run_workers(commands, [w["env"] for w in workers], TIMEOUT_S)
+  results = run_workers([w["command"] for w in workers], [w["env"] for w in workers],
+                        TIMEOUT_S, [w["expected_status"] for w in workers])
   elapsed = time.monotonic() - start
-  for index, (code, output) in enumerate(results):
-    assert code == 0, (f"worker {index} exited with {code} after {elapsed:.0f} s "
-                       f"(timeout {TIMEOUT_S} s):\n{output[-3000:]}")
-  for w, (_, output) in zip(workers, results):
+  for w, (code, output) in zip(workers, results):
+    assert code == w["expected_status"], (
+        f"{w['command'][2:]} exited with {code} after {elapsed:.0f} s "
+        f"(timeout {TIMEOUT_S} s):\n{output[-3000:]}")
     w["output"] = output
     with np.load(w["npz"]) as npz:
       w["state"] = {k: npz[k] for k in npz.files if k != "meta"}
       w["meta"] = json.loads(str(npz["meta"]))
+
+
+@pytest.fixture(scope="module")
+def clusters(tmp_path_factory):
+  """Two searches at once, each non-chief with a workdir path of its own: an uninterrupted
+  one, and one whose non-chief alone receives SIGTERM. Tracing the step is mostly
+  single-threaded, so four processes use 2 cores better than two."""
+  root = tmp_path_factory.mktemp("multi_worker")
+  ports = free_ports(4)
+  uninterrupted = cluster_workers(root / "uninterrupted", [root / "workdir0", root / "workdir1"],
+                                  ports[:2])
+  preempted = cluster_workers(root / "preempted", [root / "preempted0", root / "preempted1"],
+                              ports[2:], ([], [str(SIGTERM_AFTER_STEPS)]),
+                              cli.PREEMPTED_EXIT_STATUS)
+  run_clusters(uninterrupted, preempted)
+  return uninterrupted, preempted
+
+
+@pytest.fixture(scope="module")
+def cluster(clusters):
+  """The uninterrupted search."""
+  return clusters[0]
+
+
+@pytest.fixture(scope="module")
+def preempted(clusters):
+  """The search SIGTERM to the non-chief stopped."""
+  return clusters[1]
+
+
+@pytest.fixture(scope="module")
+def resumed(preempted):
+  """Both workers rerun the preempted search on the chief's workdir (shared storage)."""
+  chief_workdir = preempted[0]["workdir"]
+  workers = cluster_workers(chief_workdir.parent / "rerun", [chief_workdir, chief_workdir],
+                            free_ports(2))
+  run_clusters(workers)
   return workers
 
 
@@ -150,3 +213,69 @@ def test_non_chief_saves_privately_and_removes_its_copy(cluster):
   assert os.listdir(tmp) == []
   assert cluster[0]["meta"]["checkpoint_dir"] == os.path.join(
       str(cluster[0]["workdir"]), workdir_lib.CHECKPOINT_DIR)
+
+
+# ---------------------------------------------------------------- SIGTERM to one worker
+
+
+def preempted_lines(worker: dict) -> list[tuple[int, str]]:
+  """(step, checkpoint) of every `preempted: ...` line the worker printed."""
+  return [(int(step), path) for step, path in PREEMPTED_LINE.findall(worker["output"])]
+
+
+def test_sigterm_to_the_non_chief_ends_both_workers_with_one_preempted_line(preempted):
+  # run_cluster asserted exit status 143 for both, within the timeout: no one hung.
+  for w in preempted:
+    assert len(preempted_lines(w)) == 1, w["output"][-3000:]
+    assert "Traceback" not in w["output"]
+
+
+def test_both_workers_stop_after_the_same_step(preempted):
+  steps = [preempted_lines(w)[0][0] for w in preempted]
+  assert steps == [STOP_STEP, STOP_STEP]
+  assert [w["meta"]["preempted"]["step"] for w in preempted] == steps
+  assert [len(w["meta"]["unions"]) for w in preempted] == [STOP_STEP, STOP_STEP]
+
+
+def test_chief_workdir_holds_the_checkpoint_of_the_stop_step(preempted):
+  chief = preempted[0]
+  checkpoint_dir = os.path.join(str(chief["workdir"]), workdir_lib.CHECKPOINT_DIR)
+  saved = os.path.join(checkpoint_dir, f"ckpt-{STOP_STEP}")
+  assert preempted_lines(chief)[0][1] == saved
+  assert tf.train.latest_checkpoint(checkpoint_dir) == saved
+  # Saved after the stop step, mid-epoch: not an epoch end's checkpoint.
+  assert int(tf.train.load_variable(
+      saved, "state/step_in_epoch/.ATTRIBUTES/VARIABLE_VALUE")) == STOP_STEP - STEPS_PER_EPOCH
+  assert not os.path.exists(os.path.join(str(chief["workdir"]), workdir_lib.ARCHITECTURE_FILE))
+
+
+def test_preempted_non_chief_writes_nothing_and_removes_its_private_copy(preempted):
+  other = preempted[1]
+  assert not os.path.exists(other["workdir"])
+  assert other["meta"]["checkpoint_dir"].startswith(str(other["tmp"]))
+  assert not other["meta"]["private_dir_left"]
+  assert os.listdir(other["tmp"]) == []
+
+
+def test_rerun_resumes_both_workers_from_the_stop_step(preempted, resumed):
+  saved = preempted_lines(preempted[0])[0][1]
+  for w in resumed:
+    assert (f"resumed from {saved} (epoch 1, step {STOP_STEP - STEPS_PER_EPOCH} of "
+            f"{STEPS_PER_EPOCH})") in w["output"]
+    assert len(w["meta"]["unions"]) == 2 * STEPS_PER_EPOCH - STOP_STEP  # Only the steps left.
+
+
+def test_resumed_workers_end_with_the_uninterrupted_alpha_and_architecture(cluster, resumed):
+  for reference, w in zip(cluster, resumed):
+    for name in ("alpha", "fixed", "fixed_choice"):
+      np.testing.assert_array_equal(w["state"][name], reference["state"][name], err_msg=name)
+    assert w["meta"]["record"]["choices"] == reference["meta"]["record"]["choices"]
+
+
+def test_resumed_workers_end_with_the_uninterrupted_weights_and_momentum(cluster, resumed):
+  for reference, w in zip(cluster, resumed):
+    names = [k for k in reference["state"] if k.startswith(("var_", "momentum_"))]
+    assert names and sorted(names) == sorted(k for k in w["state"]
+                                             if k.startswith(("var_", "momentum_")))
+    for name in names:
+      np.testing.assert_array_equal(w["state"][name], reference["state"][name], err_msg=name)

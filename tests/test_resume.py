@@ -1,11 +1,14 @@
-"""Resuming a search: after SIGKILL, past a truncated checkpoint, and only with the same model.
+"""Resuming a search: after SIGKILL, after SIGTERM, past a truncated checkpoint, and only
+with the same model.
 
 Every search here is `python main.py --mode=search` with one command line: configs/tiny.py
-on a small synthetic ImageFolder, 2 epochs of 10 steps, a checkpoint every 3 steps.
+on a small synthetic ImageFolder, 2 epochs of 10 steps, a checkpoint every 3 steps (the
+SIGTERM run: only at epoch ends, so that its mid-epoch checkpoint can only be the SIGTERM's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -14,12 +17,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from dsnas_tf import cli
 from dsnas_tf import data as data_lib
 from dsnas_tf import trainer
 from dsnas_tf import workdir as workdir_lib
@@ -83,13 +88,6 @@ class Killed:
   copy: str  # An untouched copy of the workdir as the kill left it.
 
 
-@dataclasses.dataclass
-class Runs:
-  uninterrupted: str  # Workdir of a search that ran to the end.
-  killed: Killed  # The same search, SIGKILLed mid-epoch.
-  resumed: subprocess.CompletedProcess  # The killed search rerun with the same command.
-
-
 # main.py as the command line runs it, but with grappler off as in conftest.py: its
 # rewrites cost seconds per trace and these tests check what is computed, not how fast.
 MAIN = """
@@ -106,40 +104,94 @@ def main_command(args: list[str]) -> list[str]:
   return [sys.executable, "-c", MAIN, *args]
 
 
-def run_search(args: list[str]) -> subprocess.CompletedProcess:
-  """Runs `python main.py ARGS` to the end and returns the finished process."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-  return subprocess.run(main_command(args), cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600)
+def search_env() -> dict[str, str]:
+  """The environment every search here runs in (quiet TensorFlow, unbuffered output)."""
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
 
 
-def start_search(args: list[str], log_path: str) -> subprocess.Popen:
-  """`python main.py ARGS` in the background, stdout and stderr to `log_path`."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-  with open(log_path, "w") as log:
-    return subprocess.Popen(main_command(args), cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+def start_search(args: list[str], log_path: str, stderr_path: str | None = None
+                 ) -> subprocess.Popen:
+  """`python main.py ARGS` in the background, stdout (and stderr, unless `stderr_path` is
+  given) to `log_path`."""
+  with open(log_path, "w") as log, open(stderr_path or os.devnull, "w") as err:
+    return subprocess.Popen(main_command(args), cwd=REPO, env=search_env(), stdout=log,
+                            stderr=err if stderr_path else subprocess.STDOUT)
 
 
-def run_until_second_checkpoint_then_kill(workdir: str, folder: str, log_path: str) -> Killed:
-  """Starts the search and SIGKILLs it as soon as its second checkpoint is listed (step 6
-  of 10 in the first epoch)."""
-  proc = start_search(search_args(workdir, folder), log_path)
+@dataclasses.dataclass
+class Interruption:
+  """Send `signum` to the search `proc` as soon as `workdir` lists `checkpoints` of them."""
+  proc: subprocess.Popen
+  workdir: str
+  checkpoints: int
+  signum: int
+  log_path: str
+
+
+def interrupt(interruptions: list[Interruption]) -> list[int]:
+  """Watches the searches together, signals each at its checkpoint and returns their exit
+  statuses."""
+  pending = list(interruptions)
   deadline = time.monotonic() + 600
-  while len(checkpoint_paths(workdir)) < 2 and proc.poll() is None:
+  while pending:
+    for job in list(pending):
+      if len(checkpoint_paths(job.workdir)) >= job.checkpoints:
+        job.proc.send_signal(job.signum)
+        pending.remove(job)
+      elif job.proc.poll() is not None:
+        with open(job.log_path) as log:
+          pytest.fail(f"the search ended before checkpoint {job.checkpoints}:\n"
+                      f"{log.read()[-3000:]}")
     if time.monotonic() > deadline:
-      proc.kill()
-      pytest.fail("no second checkpoint within 10 minutes")
+      for job in pending:
+        job.proc.kill()
+      pytest.fail("a search did not reach its checkpoint within 10 minutes")
     time.sleep(0.02)
-  if proc.poll() is not None:
-    with open(log_path) as log:
-      pytest.fail(f"the search ended before its second checkpoint:\n{log.read()[-3000:]}")
-  proc.send_signal(signal.SIGKILL)
-  returncode = proc.wait()
+  return [job.proc.wait(timeout=600) for job in interruptions]
+
+
+def killed_state(workdir: str, returncode: int) -> Killed:
+  """What a SIGKILL left in `workdir`, and an untouched copy of it."""
   copy = workdir + "-copy"
   shutil.copytree(workdir, copy)
   return Killed(workdir, returncode, checkpoint_paths(workdir),
                 file_fingerprints(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)), copy)
+
+
+@dataclasses.dataclass
+class Terminated:
+  workdir: str
+  returncode: int
+  stderr: str
+  checkpoints: list[str]  # Listed in the workdir when the process ended.
+  architecture_written: bool  # Whether architecture.json existed then.
+  rerun: subprocess.CompletedProcess  # The same command, run again after the SIGTERM.
+
+
+@dataclasses.dataclass
+class Runs:
+  uninterrupted: str  # Workdir of a search that ran to the end.
+  killed: Killed  # The same search, SIGKILLed mid-epoch.
+  resumed: subprocess.CompletedProcess  # The killed search rerun with the same command.
+  terminated: Terminated  # The same search with checkpoints at epoch ends only, SIGTERMed.
+
+
+def finish_together(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
+  """Runs `python main.py ARGS` for every entry at the same time, to the end."""
+  with contextlib.ExitStack() as files:
+    outputs = {name: (files.enter_context(tempfile.TemporaryFile("w+")),
+                      files.enter_context(tempfile.TemporaryFile("w+"))) for name in commands}
+    procs = {name: subprocess.Popen(main_command(args), cwd=REPO, env=search_env(),
+                                    stdout=outputs[name][0], stderr=outputs[name][1])
+             for name, args in commands.items()}
+    done = {}
+    for name, proc in procs.items():
+      proc.wait(timeout=600)
+      for f in outputs[name]:
+        f.seek(0)
+      stdout, stderr = (f.read() for f in outputs[name])
+      done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+  return done
 
 
 @pytest.fixture(scope="module")
@@ -151,21 +203,59 @@ def folder(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, folder) -> Runs:
-  """The uninterrupted search runs alongside the killed one and its rerun: tracing the
-  step is mostly single-threaded, so two processes share 2 cores well."""
+  """Three searches start together: the uninterrupted one; one SIGKILLed as soon as its
+  second checkpoint is listed (step 6 of 10 in the first epoch); and one with checkpoints
+  at epoch ends only, sent SIGTERM as soon as its first one (end of epoch 1) is listed.
+  Then both interrupted ones are rerun with their commands, together. Tracing the step is
+  mostly single-threaded, so several processes share 2 cores well."""
   root = tmp_path_factory.mktemp("runs")
-  reference = start_search(search_args(str(root / "uninterrupted"), folder),
-                           str(root / "uninterrupted.log"))
+  paths = {name: str(root / name) for name in ("uninterrupted", "killed", "terminated")}
+  args = {"uninterrupted": search_args(paths["uninterrupted"], folder),
+          "killed": search_args(paths["killed"], folder),
+          "terminated": search_args(paths["terminated"], folder,
+                                    "--config.checkpoint.every_steps=0")}
+  logs = {name: path + ".log" for name, path in paths.items()}
+  stderr_path = paths["terminated"] + ".stderr"
+  reference = start_search(args["uninterrupted"], logs["uninterrupted"])
   try:
-    killed = run_until_second_checkpoint_then_kill(str(root / "killed"), folder,
-                                                   str(root / "killed.log"))
-    resumed = run_search(search_args(killed.workdir, folder))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    killed_code, terminated_code = interrupt([
+        Interruption(start_search(args["killed"], logs["killed"]), paths["killed"], 2,
+                     signal.SIGKILL, logs["killed"]),
+        Interruption(start_search(args["terminated"], logs["terminated"], stderr_path),
+                     paths["terminated"], 1, signal.SIGTERM, logs["terminated"])])
+    killed = killed_state(paths["killed"], killed_code)
+    terminated_checkpoints = checkpoint_paths(paths["terminated"])
+    architecture_written = os.path.exists(
+        os.path.join(paths["terminated"], workdir_lib.ARCHITECTURE_FILE))
+    reruns = finish_together({"killed": args["killed"], "terminated": args["terminated"]})
+    assert reruns["killed"].returncode == 0, reruns["killed"].stderr[-3000:]
     assert reference.wait(timeout=600) == 0, (root / "uninterrupted.log").read_text()[-3000:]
   finally:
     if reference.poll() is None:
       reference.kill()
-  return Runs(str(root / "uninterrupted"), killed, resumed)
+  with open(stderr_path) as f:
+    terminated = Terminated(paths["terminated"], terminated_code, f.read(),
+                            terminated_checkpoints, architecture_written, reruns["terminated"])
+  return Runs(paths["uninterrupted"], killed, reruns["killed"], terminated)
+
+
+PREEMPTED_LINE = re.compile(r"preempted: SIGTERM, stopped at step (\d+); saved (\S+); "
+                            r"rerun the same command to resume")
+# TensorFlow's C++ runtime logs a few lines at start-up whatever TF_CPP_MIN_LOG_LEVEL says
+# (absl's "before InitializeLog" notice, then `I0000 ...` lines, e.g. that no CUDA driver
+# was found); they are not the program's output.
+RUNTIME_LOG_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|"
+                              r"[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
+def preempted_at(stderr: str) -> tuple[int, str]:
+  """(step, checkpoint) of the one line a preempted search ends with."""
+  lines = [line for line in stderr.splitlines()
+           if line.strip() and not RUNTIME_LOG_LINE.match(line)]
+  assert len(lines) == 1, stderr[-3000:]
+  match = PREEMPTED_LINE.fullmatch(lines[0])
+  assert match, lines[0]
+  return int(match.group(1)), match.group(2)
 
 
 def resume_position(output: str, checkpoint: str) -> tuple[int, int]:
@@ -200,7 +290,12 @@ def test_rerun_continues_from_the_last_checkpoint(runs):
 
 
 def test_resumed_search_ends_like_an_uninterrupted_one(runs):
-  reference, resumed = runs.uninterrupted, runs.killed.workdir
+  assert_ends_alike(runs.uninterrupted, runs.killed.workdir)
+
+
+def assert_ends_alike(reference: str, resumed: str) -> None:
+  """The searches in workdirs `reference` and `resumed` found the same architecture and
+  ended in the same state (weights, BN statistics, alpha, both optimizers)."""
   arch = [workdir_lib.read_json(os.path.join(w, workdir_lib.ARCHITECTURE_FILE))
           for w in (reference, resumed)]
   for key in ("choices", "fixed_epoch", "epochs", "test_top1", "test_top5", "macs"):
@@ -222,6 +317,39 @@ def test_resumed_search_ends_like_an_uninterrupted_one(runs):
       np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
     else:  # Step counters, fixed blocks, the object graph.
       assert np.array_equal(a, b), name
+
+
+# ---------------------------------------------------------------- SIGTERM and rerun
+
+
+def test_sigterm_ends_the_search_with_status_143_and_one_stderr_line(runs):
+  terminated = runs.terminated
+  assert terminated.returncode == cli.PREEMPTED_EXIT_STATUS == 143
+  preempted_at(terminated.stderr)  # Exactly one line, the `preempted: ...` one.
+  assert "Traceback" not in terminated.stderr
+
+
+def test_sigterm_saves_a_checkpoint_of_the_step_it_stopped_at(runs):
+  terminated = runs.terminated
+  step, checkpoint = preempted_at(terminated.stderr)
+  # Mid-epoch 2: with checkpoints at epoch ends only, this one was saved for the signal.
+  assert STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH
+  assert checkpoint == os.path.join(terminated.workdir, workdir_lib.CHECKPOINT_DIR,
+                                    f"ckpt-{step}")
+  assert terminated.checkpoints[-1] == checkpoint  # The latest when the process ended.
+  assert not terminated.architecture_written
+
+
+def test_rerun_after_sigterm_resumes_from_that_checkpoint_and_finishes(runs):
+  terminated = runs.terminated
+  step, checkpoint = preempted_at(terminated.stderr)
+  rerun = terminated.rerun
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert resume_position(rerun.stdout, checkpoint) == (1, step - STEPS_PER_EPOCH)
+
+
+def test_search_resumed_after_sigterm_ends_like_an_uninterrupted_one(runs):
+  assert_ends_alike(runs.uninterrupted, runs.terminated.workdir)
 
 
 # ---------------------------------------------------------------- truncated checkpoint

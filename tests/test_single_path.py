@@ -74,6 +74,16 @@ def test_step_is_traced_once_for_every_architecture(searcher):
   assert step.experimental_get_tracing_count() == 1
 
 
+def test_stop_request_comes_back_from_the_step_without_retracing(searcher):
+  step = searcher.train_step_fn(True)
+  it = _iterator(searcher, seed=4)
+  stops = [float(step(it)[trainer.STOP_OUTPUT]),  # The default: no stop requested.
+           float(step(it, tf.constant(True))[trainer.STOP_OUTPUT]),
+           float(step(it, tf.constant(False))[trainer.STOP_OUTPUT])]
+  assert stops == [0.0, 1.0, 0.0]  # One replica: the count is this worker's flag.
+  assert step.experimental_get_tracing_count() == 1
+
+
 def test_search_step_moves_alpha_and_pretrain_step_does_not(searcher):
   it = _iterator(searcher, seed=3)
   before = searcher.arch.alpha.numpy().copy()

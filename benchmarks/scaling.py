@@ -145,15 +145,13 @@ def parse_args() -> argparse.Namespace:
                       help="untimed steps per row, the first of which traces")
   parser.add_argument("--per_round", type=int, default=5,
                       help="consecutive steps of one row before the next one's turn")
-  parser.add_argument("--grappler", choices=("on", "off"), default="on",
-                      help="off: disable TF's graph optimizer (meta optimizer)")
+  step_time.add_grappler_flag(parser)
   return parser.parse_args()
 
 
 def main() -> None:
   args = parse_args()
-  if args.grappler == "off":
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+  step_time.apply_grappler_flag(args)
   cfg = step_time.load_config(args.config)
   cfg.distribute.logical_cpus = args.cpus
   config_lib.validate(cfg)

@@ -479,6 +479,19 @@ def bench_pipeline(searcher: trainer.Searcher, cfg: ml_collections.ConfigDict, b
     print(f"    end to end / fixed batch = {e2e.median / search.median:.2f}")
 
 
+def add_grappler_flag(parser: argparse.ArgumentParser) -> None:
+  """--grappler=on|off, shared by the benchmarks that time traced steps."""
+  parser.add_argument("--grappler", choices=("on", "off"), default="on",
+                      help="off: disable TF's graph optimizer (meta optimizer)")
+
+
+def apply_grappler_flag(args: argparse.Namespace) -> None:
+  """Disables grappler if --grappler=off; call before the first step is traced, since the
+  option applies when a function's graph is optimised."""
+  if args.grappler == "off":
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
 def parse_args() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -503,16 +516,13 @@ def parse_args() -> argparse.Namespace:
                       help="also time (a) fed by the real CIFAR pipeline")
   parser.add_argument("--breakdown", action="store_true",
                       help="also time the search step part by part (child fixed)")
-  parser.add_argument("--grappler", choices=("on", "off"), default="on",
-                      help="off: disable TF's graph optimizer (meta optimizer)")
+  add_grappler_flag(parser)
   return parser.parse_args()
 
 
 def main() -> None:
   args = parse_args()
-  if args.grappler == "off":
-    # Must precede the first trace: it applies when a function's graph is optimised.
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+  apply_grappler_flag(args)
   print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU(s), "
         f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
   for scale in make_scales(args):

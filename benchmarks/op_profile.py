@@ -6,8 +6,9 @@ Profiles three steps of `step_time.py` on one fixed random batch, each after war
 
   (a)  the search step with every block fixed to the child (as `step_time.py`'s (a));
   (a1) the same search step on a supernet whose blocks were cut down to the chosen op
-       alone, so `ChoiceBlock` skips `tf.switch_case` (everything else, Z gating, alpha
-       estimator, gated optimizers, runs as in (a));
+       alone, so `ChoiceBlock` skips `tf.switch_case`; Z gating and the alpha estimator
+       run as in (a), but the unchosen ops get no gradient at all, so Keras leaves them
+       out of the weight optimizer instead of `ChosenPathSGD` gating them off;
   (b)  the plain Keras step of the static child (`step_time.py`'s (b)).
 
 and prints, per op type, the kernels' host time per step (ms) and how many ran per step,
@@ -47,14 +48,15 @@ def profile_steps(variant: step_time.Variant, steps: int) -> OpTimes:
   variant.prepare()
   for _ in range(3):
     variant.step()
-  logdir = tempfile.mkdtemp()
-  tf.profiler.experimental.start(logdir)
-  for _ in range(steps):
-    variant.step()
-  tf.profiler.experimental.stop()
   space = xplane_pb2.XSpace()
-  with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
-    space.ParseFromString(f.read())
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+      variant.step()
+    tf.profiler.experimental.stop()
+    trace = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
+    with open(trace, "rb") as f:
+      space.ParseFromString(f.read())
   times, counts = collections.Counter(), collections.Counter()
   for plane in space.planes:
     if not plane.name.startswith("/host:CPU"):
@@ -70,14 +72,17 @@ def profile_steps(variant: step_time.Variant, steps: int) -> OpTimes:
   return {k: (times[k], counts[k]) for k in times}
 
 
-def single_op_searcher(cfg, strategy, child) -> trainer.Searcher:
-  """A Searcher whose choice blocks hold only the child's op (no switch_case)."""
-  searcher = trainer.Searcher(cfg, tempfile.mkdtemp(), strategy,
-                              source=step_time.StandInSource(cfg.data.num_classes),
-                              log=lambda _: None)
+def make_searcher(cfg, strategy, workdir: str) -> trainer.Searcher:
+  """The product's Searcher on the benchmark's stand-in data source."""
+  return trainer.Searcher(cfg, workdir, strategy,
+                          source=step_time.StandInSource(cfg.data.num_classes),
+                          log=lambda _: None)
+
+
+def cut_to_child(searcher: trainer.Searcher, child) -> None:
+  """Leaves each choice block only the child's op, so it runs without switch_case."""
   for block, choice in zip(searcher.supernet.blocks, child):
     block.ops = [block.ops[choice]]
-  return searcher
 
 
 def main() -> None:
@@ -98,13 +103,13 @@ def main() -> None:
   strategy = distribute_lib.make_strategy(cfg)
   images, labels = step_time.random_batch(cfg, scale.batch)
 
-  searcher = trainer.Searcher(cfg, tempfile.mkdtemp(), strategy,
-                              source=step_time.StandInSource(cfg.data.num_classes),
-                              log=lambda _: None)
+  workdir = tempfile.TemporaryDirectory()  # Never written to: no checkpoint is saved.
+  searcher = make_searcher(cfg, strategy, os.path.join(workdir.name, "a"))
   iterator = step_time.batch_iterator(strategy, images, labels)
   search = step_time.search_variants(searcher, iterator, child)[0]
   plain = step_time.child_variant(searcher, iterator, child)
-  cut = single_op_searcher(cfg, strategy, child)
+  cut = make_searcher(cfg, strategy, os.path.join(workdir.name, "a1"))
+  cut_to_child(cut, child)
   no_switch = step_time.search_variants(
       cut, step_time.batch_iterator(strategy, images, labels), child)[0]
 

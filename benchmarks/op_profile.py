@@ -72,13 +72,6 @@ def profile_steps(variant: step_time.Variant, steps: int) -> OpTimes:
   return {k: (times[k], counts[k]) for k in times}
 
 
-def make_searcher(cfg, strategy, workdir: str) -> trainer.Searcher:
-  """The product's Searcher on the benchmark's stand-in data source."""
-  return trainer.Searcher(cfg, workdir, strategy,
-                          source=step_time.StandInSource(cfg.data.num_classes),
-                          log=lambda _: None)
-
-
 def cut_to_child(searcher: trainer.Searcher, child) -> None:
   """Leaves each choice block only the child's op, so it runs without switch_case."""
   for block, choice in zip(searcher.supernet.blocks, child):
@@ -104,11 +97,11 @@ def main() -> None:
   images, labels = step_time.random_batch(cfg, scale.batch)
 
   workdir = tempfile.TemporaryDirectory()  # Never written to: no checkpoint is saved.
-  searcher = make_searcher(cfg, strategy, os.path.join(workdir.name, "a"))
+  searcher = step_time.make_searcher(cfg, strategy, os.path.join(workdir.name, "a"))
   iterator = step_time.batch_iterator(strategy, images, labels)
   search = step_time.search_variants(searcher, iterator, child)[0]
   plain = step_time.child_variant(searcher, iterator, child)
-  cut = make_searcher(cfg, strategy, os.path.join(workdir.name, "a1"))
+  cut = step_time.make_searcher(cfg, strategy, os.path.join(workdir.name, "a1"))
   cut_to_child(cut, child)
   no_switch = step_time.search_variants(
       cut, step_time.batch_iterator(strategy, images, labels), child)[0]

@@ -142,6 +142,13 @@ def make_scales(args: argparse.Namespace) -> list[Scale]:
   return scales
 
 
+def make_searcher(cfg: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
+                  workdir: str) -> trainer.Searcher:
+  """The product's Searcher on the stand-in data source, logging nothing."""
+  return trainer.Searcher(cfg, workdir, strategy, source=StandInSource(cfg.data.num_classes),
+                          log=lambda _: None)
+
+
 def random_batch(cfg: ml_collections.ConfigDict, batch: int,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Pixels in [0, 255] and labels, as the input pipeline yields them."""
@@ -421,8 +428,7 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
   cfg = scale.cfg
   strategy = distribute_lib.make_strategy(cfg)
   with tempfile.TemporaryDirectory() as workdir:
-    searcher = trainer.Searcher(cfg, workdir, strategy,
-                                source=StandInSource(cfg.data.num_classes), log=lambda _: None)
+    searcher = make_searcher(cfg, strategy, workdir)
     child = [int(c) for c in args.child.split(",")] if args.child else list(PAPER_CHILD)
     if len(child) != searcher.space.num_blocks:
       raise SystemExit(f"--child has {len(child)} choices; the space has "

@@ -497,7 +497,9 @@ class Searcher:
         "pre-train (alpha frozen)" if epoch < cfg.search.pretrain_epochs else "train fixed child")
     self.log(f"epoch {epoch + 1}/{cfg.search.epochs}: {phase}, "
              f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
+    # Every worker would print the same all-reduced numbers: only the chief shows them.
     progress = keras.utils.Progbar(self.steps_per_epoch, interval=0.5 if sys.stdout.isatty() else 30,
+                                   verbose=1 if self.is_chief else 0,
                                    stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
     window_start, window_images = None, 0.0
     totals = np.zeros(3)  # Loss sum, correct, count over the epoch (this run's part of it).
@@ -519,7 +521,9 @@ class Searcher:
       else:
         window_images += count
         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-      progress.update(step + 1, values=[("loss", loss), ("acc", acc), ("img/s", rate)])
+      # The bar shows no images/s before there is a rate (the second step).
+      progress.update(step + 1, values=[("loss", loss), ("acc", acc)]
+                      + ([("img/s", rate)] if rate else []))
       self.state.step_in_epoch.assign(step + 1)
       global_step = int(self.weight_optimizer.iterations.numpy())
       if global_step % cfg.search.log_every_steps == 0:

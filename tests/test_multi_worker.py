@@ -191,6 +191,13 @@ def test_only_the_chief_writes_the_workdir(cluster):
   assert not os.path.exists(cluster[1]["workdir"])
 
 
+def test_only_the_chief_prints_the_progress_bar(cluster):
+  chief, other = (w["output"] for w in cluster)
+  assert chief.count("/step - loss: ") >= 2, chief[-3000:]  # At least one line per epoch.
+  assert "/step - loss: " not in other, other[-3000:]
+  assert "epoch 2/2" in other  # The non-chief still reports its own progress events.
+
+
 def test_chief_artefacts_hold_the_shared_final_state(cluster):
   chief = cluster[0]
   record = workdir_lib.load_architecture(str(chief["workdir"]))

@@ -18,8 +18,11 @@ For each scale, every variant trains on the SAME fixed random batch, fed the sam
   (c)  the all-paths (SNAS/DARTS-style) step: every op of every block runs and the block
        output is the softmax(alpha)-weighted sum; SGD on the weights, Adam on alpha.
 
-Targets from the issue: a/b <= 1.05 and c/a >= 3.5. Variants run round-robin, a few steps
-each, so that load from other processes on a shared machine falls on all of them alike.
+Targets from the issue: a/b <= 1.05 and c/a >= 3.5. Variants run round-robin,
+`--per_round` steps each, so that load from other processes on a shared machine falls on
+all of them alike. Each ratio is printed twice: the ratio of the medians, and the median
+over rounds of the ratio of one round's medians (paired: the steps compared ran moments
+apart, which matters on a VM whose speed drifts).
 
 Scales:
   cifar:    configs/cifar10_spos.py as is (32x32 input, width 0.5, 20 blocks, 10 classes).
@@ -98,6 +101,7 @@ class Variant:
   step: Callable[[], None]
   prepare: Callable[[], None] = lambda: None
   times: list[float] = dataclasses.field(default_factory=list)
+  round_medians: list[float] = dataclasses.field(default_factory=list)
   first_call: float = 0.0
 
   @property
@@ -364,10 +368,19 @@ def time_variants(variants: list[Variant], steps: int, warmup: int, per_round: i
   while any(len(v.times) < steps for v in variants):
     for v in variants:
       v.prepare()
+      this_round = []
       for _ in range(min(per_round, steps - len(v.times))):
         start = time.perf_counter()
         v.step()
-        v.times.append(time.perf_counter() - start)
+        this_round.append(time.perf_counter() - start)
+      v.times.extend(this_round)
+      v.round_medians.append(statistics.median(this_round))
+
+
+def paired_ratio(x: Variant, y: Variant) -> float:
+  """Median over rounds of x's round median / y's: on a machine whose speed drifts, each
+  ratio compares steps taken moments apart."""
+  return statistics.median(p / q for p, q in zip(x.round_medians, y.round_medians))
 
 
 def print_table(variants: list[Variant], batch: int) -> None:
@@ -378,10 +391,13 @@ def print_table(variants: list[Variant], batch: int) -> None:
           f" {1e3 * max(v.times):>8.1f} {batch / v.median:>8.1f} {v.first_call:>10.1f}")
 
 
-def verdict(name: str, value: float, target: float, at_most: bool) -> str:
-  met = value <= target if at_most else value >= target
+def verdict(name: str, value: float, paired: float, target: float, at_most: bool) -> str:
+  """The ratio of medians and the paired ratio, each against the target."""
+  def met(x: float) -> str:
+    return "met" if (x <= target if at_most else x >= target) else "NOT met"
   sign = "<=" if at_most else ">="
-  return f"{name} = {value:.2f}  (target {sign} {target}: {'met' if met else 'NOT met'})"
+  return (f"{name} = {value:.2f} ({met(value)}), paired per round {paired:.2f} "
+          f"({met(paired)}); target {sign} {target}")
 
 
 # ------------------------------------------------------------------ the input pipeline
@@ -447,8 +463,10 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     time_variants(variants, args.steps, args.warmup, args.per_round)
     print_table(variants, scale.batch)
     a, b, c = search[0].median, plain.median, all_paths.median
-    print("  " + verdict("a/b", a / b, TARGET_A_OVER_B, at_most=True))
-    print("  " + verdict("c/a", c / a, TARGET_C_OVER_A, at_most=False))
+    print("  " + verdict("a/b", a / b, paired_ratio(search[0], plain), TARGET_A_OVER_B,
+                         at_most=True))
+    print("  " + verdict("c/a", c / a, paired_ratio(all_paths, search[0]), TARGET_C_OVER_A,
+                         at_most=False))
     print(f"  a'/a = {search[1].median / a:.2f}  (sampled children differ from the fixed one)")
 
     if scale.name == "cifar":
@@ -504,7 +522,7 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
   parser.add_argument("--warmup", type=int, default=3,
                       help="untimed steps per variant, the first of which traces")
-  parser.add_argument("--per_round", type=int, default=5,
+  parser.add_argument("--per_round", type=int, default=2,
                       help="consecutive steps of one variant before the next one's turn")
   parser.add_argument("--scales", default="cifar,imagenet", help="cifar and/or imagenet")
   parser.add_argument("--cifar_batch", type=int, default=64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dsnas_tf import trainer
+from dsnas_tf import choice, trainer
 from tests.conftest import synthetic_source, tiny_config
 
 
@@ -139,3 +139,18 @@ def test_fully_fixed_search_step_trains_the_child_like_plain_keras(searcher):
   trained_path = searcher.space.build_child(searcher.supernet, choices)
   for a, b in zip(trained_path.variables, child.variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6, err_msg=a.path)
+
+
+def test_gate_passes_the_op_output_and_its_gradient_through_and_credits_z():
+  # Z is one-hot, so the gate y * z_chosen is y itself and its gradient w.r.t. y is dL/dy;
+  # dL/dz_chosen (Eq. 6) is sum(dL/dy * y).
+  rng = np.random.default_rng(0)
+  y, dy = (tf.constant(rng.normal(size=(4, 8, 8, 6)), tf.float32) for _ in range(2))
+  z = tf.constant(1.0)
+  with tf.GradientTape() as tape:
+    tape.watch([y, z])
+    out = choice.gate(y, z)
+  dl_dy, credit = tape.gradient(out, [y, z], output_gradients=dy)
+  np.testing.assert_array_equal(out.numpy(), y.numpy())
+  np.testing.assert_array_equal(dl_dy.numpy(), dy.numpy())
+  np.testing.assert_allclose(float(credit), float(np.sum(y.numpy() * dy.numpy())), rtol=1e-5)

@@ -53,8 +53,8 @@ class ChosenPathSGD(keras.optimizers.SGD):
       gates.append(tf.reduce_all(tf.math.is_finite(gradient)))
     if not gates:
       return self._sgd_update(gradient, variable, learning_rate)
-    # The L2 term is computed inside the branch: most ops sit out a step, and reading their
-    # kernels for nothing is a measurable share of it.
+    # The L2 term is computed inside the branch: most ops sit out a step, and their kernels
+    # need not be read for it.
     tf.cond(gates[0] if len(gates) == 1 else tf.reduce_all(tf.stack(gates)),
             lambda: self._sgd_update(gradient, variable, learning_rate),
             lambda: None)

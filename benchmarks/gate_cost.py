@@ -27,12 +27,13 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
+from choice_block_overhead import timed  # noqa: E402
 
 from dsnas_tf import choice  # noqa: E402
 
@@ -74,12 +75,6 @@ def make_steps(batch: int) -> dict[str, Callable]:
       "credit alone": tf.function(
           lambda: tf.stack([tf.reduce_sum(dy * y) for y, dy in zip(ys, dys)])),
   }
-
-
-def timed(step: Callable) -> float:
-  start = time.perf_counter()
-  tf.nest.map_structure(lambda t: t.numpy(), step())
-  return time.perf_counter() - start
 
 
 def main() -> None:

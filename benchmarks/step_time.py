@@ -400,6 +400,18 @@ def verdict(name: str, value: float, paired: float, target: float, at_most: bool
           f"({met(paired)}); target {sign} {target}")
 
 
+def ceiling_line(table, child: Sequence[int], c_over_b: float, paired: float) -> str:
+  """c/b against the MAC ratio of the all-paths net to the child.
+
+  Neither (b) nor (c) runs any DSNAS code, so c/b is the most c/a can be if the search step
+  costs exactly what its child does (a = b): c/a >= target needs a/b <= (c/b) / target.
+  """
+  all_paths = table.fixed_macs + sum(sum(row) for row in table.choice_macs)
+  return (f"c/b = {c_over_b:.2f}, paired {paired:.2f} (MACs: all paths / child = "
+          f"{all_paths / table.child_macs(child):.2f}); so c/a >= {TARGET_C_OVER_A} needs "
+          f"a/b <= {c_over_b / TARGET_C_OVER_A:.3f}, paired {paired / TARGET_C_OVER_A:.3f}")
+
+
 # ------------------------------------------------------------------ the input pipeline
 
 
@@ -468,6 +480,7 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     print("  " + verdict("c/a", c / a, paired_ratio(all_paths, search[0]), TARGET_C_OVER_A,
                          at_most=False))
     print(f"  a'/a = {search[1].median / a:.2f}  (sampled children differ from the fixed one)")
+    print("  " + ceiling_line(searcher.mac_table, child, c / b, paired_ratio(all_paths, plain)))
 
     if scale.name == "cifar":
       bench_pipeline(searcher, cfg, scale.batch, child, search[0], args)

@@ -7,6 +7,7 @@ leave the Keras implementations (momentum, Adam moments, distribution) untouched
 from __future__ import annotations
 
 import types
+import weakref
 from typing import Mapping, Sequence
 
 import keras
@@ -40,15 +41,38 @@ class ChosenPathSGD(keras.optimizers.SGD):
     self._skip_nonfinite = skip_nonfinite
     self.active_choices = tf.Variable(tf.ones([num_blocks, num_choices], tf.bool),
                                       trainable=False, name="active_choices")
+    self._num_choices = num_choices
     # A read-only view, so that checkpoint tracking does not try to save the mapping.
     self._choice_of = types.MappingProxyType(
         {self._var_key(v): index for index, group in choice_variables.items() for v in group})
+    # Weak keys: an earlier trace's graph must not be kept alive by its cached gates.
+    self._gates_of_graph = weakref.WeakKeyDictionary()
+
+  def _op_gates(self) -> Sequence[tf.Tensor]:
+    """`active_choices` as one bool scalar per (block, op), read once per traced step.
+
+    Slicing the variable in every `update_step` would add a read and a slice to the graph
+    for each of the supernet's ~1,000 variables; the executor runs each of those nodes every
+    step, whether or not the op ran (`benchmarks/step_time.py`, README, Speed).
+    """
+    if tf.executing_eagerly():
+      return tf.unstack(tf.reshape(self.active_choices, [-1]))
+    graph = tf.compat.v1.get_default_graph()
+    if graph not in self._gates_of_graph:
+      self._gates_of_graph[graph] = tf.unstack(tf.reshape(self.active_choices, [-1]))
+    return self._gates_of_graph[graph]
+
+  def apply(self, grads, trainable_variables=None):
+    # A graph may assign active_choices again before a second apply: read it afresh.
+    self._gates_of_graph.clear()
+    return super().apply(grads, trainable_variables)
 
   def update_step(self, gradient, variable, learning_rate):
     gates = []  # Every one must hold for the variable to move.
     index = self._choice_of.get(self._var_key(variable))
     if index is not None:
-      gates.append(self.active_choices[index])
+      block, op = index
+      gates.append(self._op_gates()[block * self._num_choices + op])
     if self._skip_nonfinite:
       gates.append(tf.reduce_all(tf.math.is_finite(gradient)))
     if not gates:

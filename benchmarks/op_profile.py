@@ -41,6 +41,8 @@ from dsnas_tf import trainer  # noqa: E402
 from dsnas_tf.search_spaces.shufflenet import PAPER_CHILD  # noqa: E402
 
 OpTimes = dict[str, tuple[float, float]]  # op type -> (ms per step, count per step)
+# Named like op events in the trace, but region markers around them, not kernels.
+PROFILER_MARKERS = frozenset({"StartRegion", "StopRegion", "Record"})
 
 
 def profile_steps(variant: step_time.Variant, steps: int) -> OpTimes:
@@ -114,10 +116,20 @@ def main() -> None:
   zero = (0.0, 0.0)
   for op in sorted(set(a) | set(a1) | set(b),
                    key=lambda k: a1.get(k, zero)[0] - a.get(k, zero)[0]):
-    if op.startswith("__inference"):
+    if op.strip().startswith("__inference"):
       continue  # The step function itself, named differently in every variant.
     (ta, na), (t1, n1), (tb, nb) = a.get(op, zero), a1.get(op, zero), b.get(op, zero)
     print(f"{op:<40} {ta:8.2f} {t1:8.2f} {tb:8.2f} {na:7.0f} {n1:7.0f} {nb:7.0f}")
+  counts = [kernels_per_step(times) for times in (a, a1, b)]
+  print(f"{'kernels per step (all op types above)':<67} "
+        + " ".join(f"{n:7.0f}" for n in counts))
+
+
+def kernels_per_step(times: OpTimes) -> float:
+  """How many op kernels one step ran, over every op type (not the profiler's own
+  region markers, nor the step function)."""
+  return sum(n for op, (_, n) in times.items()
+             if not op.strip().startswith("__inference") and op not in PROFILER_MARKERS)
 
 
 if __name__ == "__main__":

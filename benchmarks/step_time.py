@@ -22,7 +22,9 @@ Targets from the issue: a/b <= 1.05 and c/a >= 3.5. Variants run round-robin,
 `--per_round` steps each, so that load from other processes on a shared machine falls on
 all of them alike. Each ratio is printed twice: the ratio of the medians, and the median
 over rounds of the ratio of one round's medians (paired: the steps compared ran moments
-apart, which matters on a VM whose speed drifts).
+apart, which matters on a VM whose speed drifts). It also prints c/b: neither (b) nor (c)
+runs DSNAS code, so c/b is what c/a would be if the search step cost exactly what its
+child's step does, and the line gives the a/b that c/a >= 3.5 needs.
 
 Scales:
   cifar:    configs/cifar10_spos.py as is (32x32 input, width 0.5, 20 blocks, 10 classes).

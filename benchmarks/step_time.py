@@ -65,6 +65,7 @@ from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
 from dsnas_tf import trainer  # noqa: E402
+from dsnas_tf.search_spaces.base import MacTable  # noqa: E402
 from dsnas_tf.search_spaces.shufflenet import PAPER_CHILD  # noqa: E402
 
 TARGET_A_OVER_B = 1.05
@@ -402,7 +403,7 @@ def verdict(name: str, value: float, paired: float, target: float, at_most: bool
           f"({met(paired)}); target {sign} {target}")
 
 
-def ceiling_line(table, child: Sequence[int], c_over_b: float, paired: float) -> str:
+def ceiling_line(table: MacTable, child: Sequence[int], c_over_b: float, paired: float) -> str:
   """c/b against the MAC ratio of the all-paths net to the child.
 
   Neither (b) nor (c) runs any DSNAS code, so c/b is the most c/a can be if the search step

@@ -1,7 +1,8 @@
 """Keras optimizers that respect DSNAS's sparsity: only sampled ops and searched rows move.
 
-Both classes override `update_step`, the documented Keras extension point, and otherwise
-leave the Keras implementations (momentum, Adam moments, distribution) untouched.
+Both classes override `update_step`, the documented Keras extension point (ChosenPathSGD
+also wraps the public `apply`), and otherwise leave the Keras implementations (momentum,
+Adam moments, distribution) untouched.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ChosenPathSGD(keras.optimizers.SGD):
 
     Slicing the variable in every `update_step` would add a read and a slice to the graph
     for each of the supernet's ~1,000 variables; the executor runs each of those nodes every
-    step, whether or not the op ran (`benchmarks/step_time.py`, README, Speed).
+    step, whether or not the op ran (`benchmarks/op_profile.py` counts them; README, Speed).
     """
     if tf.executing_eagerly():
       return tf.unstack(tf.reshape(self.active_choices, [-1]))

@@ -29,7 +29,8 @@ CONFIG = "configs/cifar10_nb201.py"
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
 
 
-def run_search(seed: int, folder: str, overrides: list[str], workdir: str) -> tuple[dict, float, str]:
+def run_search(seed: int, folder: str, overrides: list[str],
+               workdir: str) -> tuple[dict, float, str]:
   """Runs one search; returns (architecture.json, wall seconds, stdout)."""
   cmd = [sys.executable, os.path.join(REPO, "main.py"), "--mode=search", f"--config={CONFIG}",
          f"--workdir={workdir}", f"--config.data.folder={folder}", f"--config.seed={seed}",
@@ -110,8 +111,9 @@ def main() -> None:
   for seed in (int(s) for s in args.seeds.split(",")):
     with tempfile.TemporaryDirectory() as workdir:
       arch, wall, _ = run_search(seed, args.folder, overrides, workdir)
-    print(f"{seed:>4}  {arch['genotype']:<92} {wall:>6.0f}s {arch['final_train_accuracy']:>8.2f}% "
-          f"{arch['test_top1']:>6.2f}% {parameter_free_edges(arch):>4}/6 {mean_top_probability(arch):>10.3f}  "
+    print(f"{seed:>4}  {arch['genotype']:<92} {wall:>6.0f}s "
+          f"{arch['final_train_accuracy']:>8.2f}% {arch['test_top1']:>6.2f}% "
+          f"{parameter_free_edges(arch):>4}/6 {mean_top_probability(arch):>10.3f}  "
           f"{arch['fixed_epoch']}",
           flush=True)
   print("supernet: training accuracy of the sampled children over the last epoch; child: the "

@@ -14,7 +14,8 @@ For each scale, every variant trains on the SAME fixed random batch, fed the sam
        Z gating, the alpha estimator and both gated optimizers still run;
   (a') the same step with the architecture sampled from softmax(alpha) every step;
   (b)  the same child built statically (`space.build_child`), one GradientTape step with
-       CategoricalCrossentropy(from_logits) on one-hot labels and SGD(momentum=0.9);
+       CategoricalCrossentropy(from_logits) on one-hot labels and Keras SGD with the
+       configured momentum and weight decay (not on BatchNorm), as the search step has;
   (c)  the all-paths (SNAS/DARTS-style) step: every op of every block runs and the block
        output is the softmax(alpha)-weighted sum; SGD on the weights, Adam on alpha.
 
@@ -22,9 +23,11 @@ Targets from the issue: a/b <= 1.05 and c/a >= 3.5. Variants run round-robin,
 `--per_round` steps each, so that load from other processes on a shared machine falls on
 all of them alike. Each ratio is printed twice: the ratio of the medians, and the median
 over rounds of the ratio of one round's medians (paired: the steps compared ran moments
-apart, which matters on a VM whose speed drifts). It also prints c/b: neither (b) nor (c)
-runs DSNAS code, so c/b is what c/a would be if the search step cost exactly what its
-child's step does, and the line gives the a/b that c/a >= 3.5 needs.
+apart, which matters on a VM whose speed drifts), with a distribution-free interval for
+the latter at --confidence (`benchmarks/stats.py`). The verdict is "met" or "NOT met" only
+when the whole interval lies on one side of the target, else "undecided". It also prints
+c/b: neither (b) nor (c) runs DSNAS code, so c/b is what c/a would be if the search step
+cost exactly what its child's step does, and the line gives the a/b that c/a >= 3.5 needs.
 
 Scales:
   cifar:    configs/cifar10_spos.py as is (32x32 input, width 0.5, 20 blocks, 10 classes).
@@ -61,6 +64,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import stats  # noqa: E402
 from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
@@ -195,6 +199,22 @@ def search_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) 
           Variant("(a') DSNAS search step, Z sampled", run, unfix)]
 
 
+def plain_sgd(cfg: ml_collections.ConfigDict,
+              weights: Sequence[tf.Variable]) -> keras.optimizers.SGD:
+  """Keras SGD with the search recipe's momentum and weight decay, built for `weights`.
+
+  Decay is Keras's own (decoupled) and, as in the search step, skips BatchNorm's 1-D
+  parameters: every variant trains with the configured recipe, so the ratios compare the
+  cost of the steps, not of two recipes.
+  """
+  optimizer = keras.optimizers.SGD(learning_rate=cfg.search.lr, momentum=cfg.search.momentum,
+                                   nesterov=cfg.search.nesterov,
+                                   weight_decay=cfg.search.weight_decay or None)
+  optimizer.exclude_from_weight_decay(var_list=[v for v in weights if len(v.shape) <= 1])
+  optimizer.build(weights)
+  return optimizer
+
+
 def loss_function(cfg: ml_collections.ConfigDict) -> keras.losses.Loss:
   # The Searcher's loss (same label smoothing), mean-reduced as a plain Keras step would be.
   return keras.losses.CategoricalCrossentropy(from_logits=True,
@@ -202,12 +222,11 @@ def loss_function(cfg: ml_collections.ConfigDict) -> keras.losses.Loss:
 
 
 def child_variant(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> Variant:
-  """(b): the static child, a plain GradientTape step with SGD(momentum=0.9)."""
+  """(b): the static child, a plain GradientTape step with Keras SGD (`plain_sgd`)."""
   cfg = searcher.cfg
   model = searcher.space.build_child(searcher.supernet, child)
   weights = model.trainable_variables
-  optimizer = keras.optimizers.SGD(learning_rate=cfg.search.lr, momentum=0.9)
-  optimizer.build(weights)
+  optimizer = plain_sgd(cfg, weights)
   loss_fn = loss_function(cfg)
 
   @tf.function
@@ -229,11 +248,10 @@ def all_paths_variant(searcher: trainer.Searcher, iterator) -> Variant:
   # Its own alpha and optimizers: this step must not move the Searcher's architecture.
   alpha = tf.Variable(searcher.arch.alpha.read_value(), name="all_paths_alpha")
   weights = net.trainable_variables
-  weight_optimizer = keras.optimizers.SGD(learning_rate=cfg.search.lr, momentum=0.9)
+  weight_optimizer = plain_sgd(cfg, weights)
   alpha_optimizer = keras.optimizers.Adam(learning_rate=cfg.search.alpha_lr,
                                           beta_1=cfg.search.alpha_beta1,
                                           beta_2=cfg.search.alpha_beta2)
-  weight_optimizer.build(weights)
   alpha_optimizer.build([alpha])
   loss_fn = loss_function(cfg)
 
@@ -271,10 +289,8 @@ def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int
   in_choice = {id(v) for vs in net.choice_variables().values() for v in vs}
   # The variables the fixed child owns: shared layers plus the chosen ops.
   child_index = [i for i, v in enumerate(weights) if id(v) not in in_choice or id(v) in chosen_ids]
-  plain_sgd = keras.optimizers.SGD(learning_rate=cfg.search.lr, momentum=0.9)
-  plain_sgd.build(weights)
-  sparse_sgd = keras.optimizers.SGD(learning_rate=cfg.search.lr, momentum=0.9)
-  sparse_sgd.build([weights[i] for i in child_index])
+  all_sgd = plain_sgd(cfg, weights)
+  sparse_sgd = plain_sgd(cfg, [weights[i] for i in child_index])
   gated_sgd = searcher.weight_optimizer
 
   def prepare() -> None:
@@ -307,7 +323,7 @@ def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int
   @tf.function
   def fwd_bwd_plain_all(iterator):
     loss, (g, _) = grads_of(*next(iterator))
-    plain_sgd.apply_gradients(zip(g, weights))
+    all_sgd.apply_gradients(zip(g, weights))
     return loss
 
   @tf.function
@@ -380,10 +396,10 @@ def time_variants(variants: list[Variant], steps: int, warmup: int, per_round: i
       v.round_medians.append(statistics.median(this_round))
 
 
-def paired_ratio(x: Variant, y: Variant) -> float:
-  """Median over rounds of x's round median / y's: on a machine whose speed drifts, each
-  ratio compares steps taken moments apart."""
-  return statistics.median(p / q for p, q in zip(x.round_medians, y.round_medians))
+def paired_ratios(x: Variant, y: Variant) -> list[float]:
+  """x's round median / y's, one per round: on a machine whose speed drifts, each ratio
+  compares steps taken moments apart."""
+  return [p / q for p, q in zip(x.round_medians, y.round_medians)]
 
 
 def print_table(variants: list[Variant], batch: int) -> None:
@@ -394,13 +410,17 @@ def print_table(variants: list[Variant], batch: int) -> None:
           f" {1e3 * max(v.times):>8.1f} {batch / v.median:>8.1f} {v.first_call:>10.1f}")
 
 
-def verdict(name: str, value: float, paired: float, target: float, at_most: bool) -> str:
-  """The ratio of medians and the paired ratio, each against the target."""
-  def met(x: float) -> str:
-    return "met" if (x <= target if at_most else x >= target) else "NOT met"
+def verdict(name: str, x: Variant, y: Variant, target: float, at_most: bool,
+            confidence: float) -> str:
+  """x/y as the ratio of medians and as the median of the per-round ratios, with the
+  order-statistic interval of the latter, and whether that interval decides the target."""
+  rounds = paired_ratios(x, y)
+  low, high, coverage = stats.median_interval(rounds, confidence)
   sign = "<=" if at_most else ">="
-  return (f"{name} = {value:.2f} ({met(value)}), paired per round {paired:.2f} "
-          f"({met(paired)}); target {sign} {target}")
+  return (f"{name} = {x.median / y.median:.2f}, paired per round "
+          f"{statistics.median(rounds):.2f}, {100 * coverage:.0f}% interval [{low:.2f}, "
+          f"{high:.2f}] over {len(rounds)} rounds: "
+          f"{stats.decide(low, high, target, at_most)} (target {sign} {target})")
 
 
 def ceiling_line(table: MacTable, child: Sequence[int], c_over_b: float, paired: float) -> str:
@@ -478,12 +498,13 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     time_variants(variants, args.steps, args.warmup, args.per_round)
     print_table(variants, scale.batch)
     a, b, c = search[0].median, plain.median, all_paths.median
-    print("  " + verdict("a/b", a / b, paired_ratio(search[0], plain), TARGET_A_OVER_B,
-                         at_most=True))
-    print("  " + verdict("c/a", c / a, paired_ratio(all_paths, search[0]), TARGET_C_OVER_A,
-                         at_most=False))
+    print("  " + verdict("a/b", search[0], plain, TARGET_A_OVER_B, at_most=True,
+                         confidence=args.confidence))
+    print("  " + verdict("c/a", all_paths, search[0], TARGET_C_OVER_A, at_most=False,
+                         confidence=args.confidence))
     print(f"  a'/a = {search[1].median / a:.2f}  (sampled children differ from the fixed one)")
-    print("  " + ceiling_line(searcher.mac_table, child, c / b, paired_ratio(all_paths, plain)))
+    c_over_b_paired = statistics.median(paired_ratios(all_paths, plain))
+    print("  " + ceiling_line(searcher.mac_table, child, c / b, c_over_b_paired))
 
     if scale.name == "cifar":
       bench_pipeline(searcher, cfg, scale.batch, child, search[0], args)
@@ -540,6 +561,8 @@ def parse_args() -> argparse.Namespace:
                       help="untimed steps per variant, the first of which traces")
   parser.add_argument("--per_round", type=int, default=2,
                       help="consecutive steps of one variant before the next one's turn")
+  parser.add_argument("--confidence", type=float, default=0.9,
+                      help="coverage of the interval of each paired ratio's median")
   parser.add_argument("--scales", default="cifar,imagenet", help="cifar and/or imagenet")
   parser.add_argument("--cifar_batch", type=int, default=64)
   parser.add_argument("--imagenet_batch", type=int, default=16)
@@ -557,7 +580,15 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--breakdown", action="store_true",
                       help="also time the search step part by part (child fixed)")
   add_grappler_flag(parser)
-  return parser.parse_args()
+  args = parser.parse_args()
+  if not 0 < args.confidence < 1:
+    parser.error(f"--confidence={args.confidence} must be in (0, 1)")
+  rounds = -(-args.steps // args.per_round)
+  if rounds < stats.min_samples(args.confidence):
+    parser.error(f"--steps={args.steps} with --per_round={args.per_round} gives {rounds} rounds;"
+                 f" --confidence={args.confidence} needs at least "
+                 f"{stats.min_samples(args.confidence)}")
+  return args
 
 
 def main() -> None:

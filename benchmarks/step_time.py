@@ -2,7 +2,7 @@
 
     python benchmarks/step_time.py
     python benchmarks/step_time.py --steps=20 --warmup=3 --scales=cifar,imagenet \
-        --cifar_batch=64 --imagenet_batch=16 --grappler=on
+        --cifar_batch=64 --imagenet_batch=16 --grappler=on --case_lowering=on
 
 For each scale, every variant trains on the SAME fixed random batch, fed the same way
 (`strategy.experimental_distribute_dataset(Dataset.from_tensors(batch).repeat())`, one
@@ -40,6 +40,8 @@ The CIFAR scale also times the real input pipeline (`data.train_dataset` over th
 JPEG ImageFolder at --cifar_folder, first epoch: decode + augment) against the search
 step's images/s, and the search step fed by that pipeline end to end. `--breakdown` adds
 the cost of each part of the search step (forward, gradient, weight optimizer, alpha).
+`--case_lowering=off` keeps the choice blocks' Case ops as function calls (an experiment
+through a private TF API; the product uses TF's default, lowering to Switch/Merge).
 """
 
 from __future__ import annotations
@@ -489,7 +491,8 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     mmacs = searcher.mac_table.child_macs(child) / 1e6
     print(f"\n== {scale.description}")
     print(f"   batch {scale.batch} (one fixed random batch), {strategy.num_replicas_in_sync} "
-          f"replica(s), grappler {args.grappler}; child {child} = {mmacs:.1f}M MACs/image; "
+          f"replica(s), grappler {args.grappler}, case lowering {args.case_lowering}; "
+          f"child {child} = {mmacs:.1f}M MACs/image; "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     search = search_variants(searcher, iterator, child)
     plain = child_variant(searcher, iterator, child)
@@ -553,6 +556,32 @@ def apply_grappler_flag(args: argparse.Namespace) -> None:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
+def add_case_lowering_flag(parser: argparse.ArgumentParser) -> None:
+  """--case_lowering=on|off: whether the choice blocks' switch_case is lowered."""
+  parser.add_argument("--case_lowering", choices=("on", "off"), default="on",
+                      help="off: keep each choice block's Case op a function call instead "
+                           "of TF's default lowering to Switch/Merge (private TF API, "
+                           "benchmark only)")
+
+
+def apply_case_lowering_flag(args: argparse.Namespace) -> None:
+  """With --case_lowering=off, replaces `tf.switch_case` for this process by TF's own
+  implementation called with lower_using_switch_merge=False.
+
+  The public API has no such option; this experiment measures whether the product should
+  want one (README, Speed). Only `ChoiceBlock` calls `tf.switch_case` in these steps.
+  """
+  if args.case_lowering == "on":
+    return
+  from tensorflow.python.ops import control_flow_switch_case  # Private: see the docstring.
+
+  def unlowered_switch_case(branch_index, branch_fns, default=None, name="switch_case"):
+    return control_flow_switch_case._indexed_case_helper(
+        branch_fns, default, branch_index, name, lower_using_switch_merge=False)
+
+  tf.switch_case = unlowered_switch_case
+
+
 def parse_args() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -580,6 +609,7 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--breakdown", action="store_true",
                       help="also time the search step part by part (child fixed)")
   add_grappler_flag(parser)
+  add_case_lowering_flag(parser)
   args = parser.parse_args()
   if not 0 < args.confidence < 1:
     parser.error(f"--confidence={args.confidence} must be in (0, 1)")
@@ -594,6 +624,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
   args = parse_args()
   apply_grappler_flag(args)
+  apply_case_lowering_flag(args)
   print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU(s), "
         f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
   for scale in make_scales(args):

@@ -611,6 +611,8 @@ def parse_args() -> argparse.Namespace:
   add_grappler_flag(parser)
   add_case_lowering_flag(parser)
   args = parser.parse_args()
+  if args.per_round < 1:
+    parser.error(f"--per_round={args.per_round} must be at least 1")
   if not 0 < args.confidence < 1:
     parser.error(f"--confidence={args.confidence} must be in (0, 1)")
   rounds = -(-args.steps // args.per_round)

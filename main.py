@@ -4,6 +4,8 @@
     python main.py --mode=eval   --workdir=DIR
     python main.py --mode=export --workdir=DIR
     python main.py --mode=flops  --config=configs/imagenet_spos.py [--output=F.json]
+    python main.py --mode=rank   --workdir=DIR [--table=nb201.csv] [--column=cifar10_valid_12ep]
+                                 [--cells=64] [--seed=0] [--checkpoint=latest|warmup]
 
 Any bad flag, config file or config value ends the run with one line on stderr,
 `error: ...`, and exit status 2, before anything is written. A search stopped by SIGTERM
@@ -21,11 +23,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-MODES = ("search", "eval", "export", "flops")
+MODES = ("search", "eval", "export", "flops", "rank")
 
 _MODE = flags.DEFINE_enum("mode", "search", MODES, "What to do.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run's artefacts.")
-_OUTPUT = flags.DEFINE_string("output", None, "--mode=flops: also write the table to this JSON.")
+_OUTPUT = flags.DEFINE_string("output", None, "--mode=flops: also write the table to this JSON; "
+                              "--mode=rank: where to write rank.json (default DIR/rank.json).")
+_TABLE = flags.DEFINE_string("table", None, "--mode=rank: a NAS-Bench-201 CSV table (arch column "
+                             "plus accuracy columns) to correlate the supernet's ranking with.")
+_COLUMN = flags.DEFINE_string("column", "cifar10_valid_12ep", "--mode=rank: the table's column.")
+_CELLS = flags.DEFINE_integer("cells", 64, "--mode=rank: distinct children sampled uniformly.")
+_SEED = flags.DEFINE_integer("seed", 0, "--mode=rank: seed of the children's sample.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "latest", ("latest", "warmup"),
+                                "--mode=rank: the latest checkpoint, or the one saved when the "
+                                "weights-only epochs ended.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A config file from configs/, e.g. configs/cifar10_spos.py.",
     lock_config=True)
@@ -84,7 +95,9 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines drown the progress bar.
   from dsnas_tf import cli  # Imports TensorFlow: only after the flags parsed.
   try:
-    cli.run(_MODE.value, cfg, _WORKDIR.value, _OUTPUT.value)
+    cli.run(_MODE.value, cfg, _WORKDIR.value, _OUTPUT.value, rank_options=dict(
+        table_path=_TABLE.value, column=_COLUMN.value, cells=_CELLS.value, seed=_SEED.value,
+        checkpoint=_CHECKPOINT.value))
   except cli.UserError as e:
     _fail(str(e))
 

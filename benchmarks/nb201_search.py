@@ -1,16 +1,22 @@
-"""DSNAS on NAS-Bench-201 with several seeds: one line per seed.
+"""What DSNAS finds on NAS-Bench-201: one complete search per seed, judged by the table.
 
-    python benchmarks/nb201_search.py --folder ~/.cache/dsnas-tf/cifar10 --seeds 0,1,2
+    python benchmarks/nb201_search.py --table ../shared/nb201/cifar10_valid12.csv \
+        --folder ~/.cache/dsnas-tf/cifar10 --seeds 0,1,2
 
-Each seed runs `main.py --mode=search --config=configs/cifar10_nb201.py` in its own process
-(with the overrides below, which by default shrink the run to fit a CPU) and prints: seed,
-genotype string, wall time, the supernet's training accuracy over its last epoch, the
-derived child's test accuracy after the run's own continued training (no retraining), and
-how many of the 6 edges are parameter-free (none, skip_connect, avg_pool_3x3), the
-signature of collapse.
+Each seed runs `main.py --mode=search --config=configs/cifar10_nb201_cpu.py` in its own
+process (warm-up, search, progressive early stop, the fixed cell's own training, final
+test evaluation), then `main.py --mode=rank` on the checkpoint saved when the warm-up
+ended and on the final one. It prints, per seed: the genotype found, its 12-epoch
+CIFAR-10 validation accuracy from the table (and where that sits in the table), how many
+of its 6 edges are parameter-free (none, skip_connect, avg_pool_3x3), the epoch each edge
+was fixed at, Kendall tau at the end of warm-up and at the end, the run's own child's
+test top-1 (searched weights, no retraining) and the search's wall time; then the means.
 
-`--estimate_full` also times steps of the unmodified config and extrapolates the wall
-time of a full search on this machine (printed as an estimate, with its inputs).
+Ablations: `--set key=value` (repeatable) overrides config keys for every seed, e.g.
+`--set search.credit_baseline=none` for the paper's estimator; `--label` names the row.
+`--workdir_root DIR` keeps each seed's workdir (DIR/seed<N>); a seed whose workdir already
+holds a finished search is not searched again (its recorded wall time is reused), and an
+interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -18,109 +24,121 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # The config file imports dsnas_tf.
-CONFIG = "configs/cifar10_nb201.py"
+sys.path.insert(0, REPO)  # For dsnas_tf.
+
+from dsnas_tf.nb201_table import DEFAULT_COLUMN, Nb201Table  # noqa: E402
+
+CONFIG = "configs/cifar10_nb201_cpu.py"
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
+WALL_FILE = "benchmark_wall.json"
 
 
-def run_search(seed: int, folder: str, overrides: list[str],
-               workdir: str) -> tuple[dict, float, str]:
-  """Runs one search; returns (architecture.json, wall seconds, stdout)."""
-  cmd = [sys.executable, os.path.join(REPO, "main.py"), "--mode=search", f"--config={CONFIG}",
-         f"--workdir={workdir}", f"--config.data.folder={folder}", f"--config.seed={seed}",
-         *overrides]
-  start = time.perf_counter()
+def main_py(*args: str) -> subprocess.CompletedProcess:
+  """Runs main.py; exits with its stderr if it fails."""
+  cmd = [sys.executable, os.path.join(REPO, "main.py"), *args]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  wall = time.perf_counter() - start
   if proc.returncode:
-    raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
-  with open(os.path.join(workdir, "architecture.json")) as f:
-    return json.load(f), wall, proc.stdout
+    raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+  return proc
 
 
-def parameter_free_edges(arch: dict) -> int:
-  return sum(name in PARAMETER_FREE for name in arch["choice_names"])
+def search(seed: int, args: argparse.Namespace, workdir: str) -> tuple[dict, float]:
+  """Runs (or reuses, or resumes) one seed's search; returns (architecture.json, wall s)."""
+  arch_path = os.path.join(workdir, "architecture.json")
+  wall_path = os.path.join(workdir, WALL_FILE)
+  if not (os.path.exists(arch_path) and os.path.exists(wall_path)):
+    overrides = [f"--config.{kv}" for kv in args.set]
+    start = time.perf_counter()
+    main_py("--mode=search", f"--config={args.config}", f"--workdir={workdir}",
+            f"--config.data.folder={args.folder}", f"--config.seed={seed}", *overrides)
+    with open(wall_path, "w") as f:
+      json.dump({"wall_s": time.perf_counter() - start}, f)
+  with open(arch_path) as f, open(wall_path) as g:
+    return json.load(f), json.load(g)["wall_s"]
 
 
-def mean_top_probability(arch: dict) -> float:
-  """How decided alpha is: the mean over edges of the largest op probability (0.2 at init)."""
-  return sum(max(row) for row in arch["probabilities"]) / len(arch["probabilities"])
+def kendall_tau(workdir: str, args: argparse.Namespace, checkpoint: str) -> float | None:
+  """`--mode=rank` on one of the workdir's checkpoints; None where there is none."""
+  if checkpoint == "warmup" and not os.path.isdir(os.path.join(workdir, "checkpoints", "warmup")):
+    return None
+  output = os.path.join(workdir, f"rank_{checkpoint}.json")
+  if not os.path.exists(output):
+    main_py("--mode=rank", f"--workdir={workdir}", f"--table={args.table}",
+            f"--column={args.column}", f"--cells={args.rank_cells}", f"--checkpoint={checkpoint}",
+            f"--output={output}")
+  with open(output) as f:
+    return json.load(f)["kendall_tau"]
 
 
-def estimate_full_search(folder: str, steps: int) -> None:
-  """Times `steps` steps of a weights-only and of a search epoch of the unmodified config,
-  and extrapolates a full search from their steady-state images/s."""
-  import re
-  from dsnas_tf import config as config_lib
-  cfg = config_lib.load_config_file(os.path.join(REPO, CONFIG))
-  with tempfile.TemporaryDirectory() as workdir:
-    _, _, out = run_search(0, folder, [
-        "--config.search.epochs=2", "--config.search.pretrain_epochs=1",
-        f"--config.search.steps_per_epoch={steps}", "--config.data.max_eval_images=256"], workdir)
-  # The trainer's epoch lines: "epoch N: ... , R img/s" (epoch 1 weights-only, 2 search).
-  rates = [float(r) for r in re.findall(r"^epoch \d+: .* ([\d.]+) img/s$", out, re.M)]
-  pretrain_rate, search_rate = rates[0], rates[1]
-  per_epoch = (50_000 // 2) // cfg.search.batch_size * cfg.search.batch_size
-  search_epochs = cfg.search.epochs - cfg.search.pretrain_epochs
-  seconds = per_epoch * (cfg.search.pretrain_epochs / pretrain_rate + search_epochs / search_rate)
-  print(f"full search estimate ({CONFIG} unmodified: {cfg.search.epochs} epochs, "
-        f"{cfg.search.pretrain_epochs} weights-only, {per_epoch} weight images/epoch): "
-        f"measured {pretrain_rate:.1f} img/s weights-only and {search_rate:.1f} img/s searching "
-        f"over {steps} steps -> {seconds / 3600:.1f} hours on this machine")
+def fmt(value: float | None, spec: str) -> str:
+  return "-" if value is None else format(value, spec)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"))
+  parser.add_argument("--table", required=True, help="the NAS-Bench-201 CSV table")
+  parser.add_argument("--column", default=DEFAULT_COLUMN)
+  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"),
+                      help="CIFAR-10 in ImageFolder layout (train/ and test/)")
+  parser.add_argument("--config", default=CONFIG)
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--epochs", type=int, default=6)
-  parser.add_argument("--pretrain_epochs", type=int, default=2)
-  parser.add_argument("--channels", type=int, default=8)
-  parser.add_argument("--cells_per_stage", type=int, default=2)
-  parser.add_argument("--train_images", type=int, default=10_000,
-                      help="images of the CIFAR-10 training split used (half for alpha)")
-  parser.add_argument("--eval_images", type=int, default=2_000)
-  parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--lr", type=float, default=0.05)
-  parser.add_argument("--early_stop_h", type=float, default=0.3)
-  parser.add_argument("--alpha_lr", type=float, default=1e-3,
-                      help="the config's; a short run may need more to move alpha at all")
-  parser.add_argument("--estimate_full", action="store_true")
-  parser.add_argument("--estimate_steps", type=int, default=30)
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override for every seed, e.g. search.alpha_lr=0.003")
+  parser.add_argument("--label", default="", help="a name for this row in the summary")
+  parser.add_argument("--rank_cells", type=int, default=64)
+  parser.add_argument("--no_rank", action="store_true", help="skip the rank correlations")
+  parser.add_argument("--workdir_root", default="",
+                      help="keep workdirs here (DIR/seed<N>); default: a temporary directory")
+  parser.add_argument("--json", default="", help="also write the rows to this JSON file")
   args = parser.parse_args()
-  overrides = [f"--config.search.epochs={args.epochs}",
-               f"--config.search.pretrain_epochs={args.pretrain_epochs}",
-               f"--config.model.nb201.channels={args.channels}",
-               f"--config.model.nb201.cells_per_stage={args.cells_per_stage}",
-               f"--config.data.max_train_images={args.train_images}",
-               f"--config.data.max_eval_images={args.eval_images}",
-               f"--config.search.batch_size={args.batch_size}", f"--config.search.lr={args.lr}",
-               f"--config.search.early_stop_h={args.early_stop_h}",
-               f"--config.search.alpha_lr={args.alpha_lr}"]
-  print(f"config: {CONFIG} with {' '.join(overrides)}")
-  print(f"{'seed':>4}  {'genotype':<92} {'wall':>7} {'supernet':>9} {'child':>7} {'p-free':>6}"
-        f" {'mean max p':>10}  fixed_epoch")
-  for seed in (int(s) for s in args.seeds.split(",")):
-    with tempfile.TemporaryDirectory() as workdir:
-      arch, wall, _ = run_search(seed, args.folder, overrides, workdir)
-    print(f"{seed:>4}  {arch['genotype']:<92} {wall:>6.0f}s "
-          f"{arch['final_train_accuracy']:>8.2f}% {arch['test_top1']:>6.2f}% "
-          f"{parameter_free_edges(arch):>4}/6 {mean_top_probability(arch):>10.3f}  "
-          f"{arch['fixed_epoch']}",
-          flush=True)
-  print("supernet: training accuracy of the sampled children over the last epoch; child: the "
-        f"derived cell's test top-1 on {args.eval_images} CIFAR-10 (JPEG copy) test images, "
-        "with the weights it was searched with")
-  if args.estimate_full:
-    estimate_full_search(args.folder, args.estimate_steps)
+  table = Nb201Table.load(args.table, args.column)  # Fails before any search starts.
+  seeds = [int(s) for s in args.seeds.split(",")]
+
+  print(f"config: {args.config} {' '.join('--config.' + kv for kv in args.set)}".rstrip())
+  print(f"{'seed':>4}  {'genotype':<92} {'table':>6} {'pct':>5} {'p-free':>6} "
+        f"{'tau warm-up':>11} {'tau end':>7} {'child':>6} {'wall':>6}  fixed at epoch")
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    root = args.workdir_root or tmp
+    for seed in seeds:
+      workdir = os.path.join(root, f"seed{seed}")
+      arch, wall = search(seed, args, workdir)
+      accuracy = table.lookup(arch["genotype"])
+      taus = ((None, None) if args.no_rank else
+              (kendall_tau(workdir, args, "warmup"), kendall_tau(workdir, args, "latest")))
+      row = {"seed": seed, "genotype": arch["genotype"], "table": accuracy,
+             "table_percentile": table.percentile_of(accuracy),
+             "parameter_free": sum(n in PARAMETER_FREE for n in arch["choice_names"]),
+             "fixed_epoch": arch["fixed_epoch"], "tau_warmup": taus[0], "tau_end": taus[1],
+             "child_test_top1": arch["test_top1"], "wall_s": wall}
+      rows.append(row)
+      fixed = ",".join("-" if e is None else str(e + 1) for e in arch["fixed_epoch"])
+      print(f"{seed:>4}  {arch['genotype']:<92} {accuracy:>6.2f} {row['table_percentile']:>5.1f} "
+            f"{row['parameter_free']:>4}/6 {fmt(taus[0], '>11.3f')} {fmt(taus[1], '>7.3f')} "
+            f"{arch['test_top1']:>6.2f} {wall / 60:>5.1f}m  {fixed}", flush=True)
+
+  accuracies = [r["table"] for r in rows]
+  print(f"{args.label or 'mean'}: table {statistics.mean(accuracies):.2f} "
+        f"(min {min(accuracies):.2f}), parameter-free edges max "
+        f"{max(r['parameter_free'] for r in rows)}/6, child test top-1 "
+        f"{statistics.mean(r['child_test_top1'] for r in rows):.2f}, wall max "
+        f"{max(r['wall_s'] for r in rows) / 60:.1f} min, over seeds {args.seeds}")
+  print(f"table: {args.column} of {args.table} ({len(table)} cells; pct = share of them below); "
+        "child: the run's own derived cell on the CIFAR-10 (JPEG copy) test images, searched "
+        "weights, no retraining; fixed at epoch: 1-based, '-' = never fixed")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"config": args.config, "set": args.set, "label": args.label, "rows": rows}, f,
+                indent=2)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,20 @@ import ml_collections
 from dsnas_tf import config as config_lib
 from dsnas_tf import data as data_lib
 from dsnas_tf import workdir as workdir_lib
+from dsnas_tf.nb201_table import TableError
 from export import ExportError  # TensorFlow-free: the exporters load only in export mode.
 
 # Errors that are the user's to fix: printed as one line, exit status 2.
-UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError, ExportError)
+UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError, ExportError,
+             TableError)
 # A search stopped by SIGTERM (after saving a checkpoint) exits with the status a shell
 # gives a command that SIGTERM ended, 128 + 15: wrappers see a termination, not an error.
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM
 
 
 def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,
-        output: str | None) -> None:
-  """Dispatches one mode of main.py."""
+        output: str | None, rank_options: dict | None = None) -> None:
+  """Dispatches one mode of main.py; `rank_options` are rank_workdir's keyword arguments."""
   if mode == "flops":
     _require(cfg is not None, "--mode=flops needs --config=configs/<name>.py")
     config_lib.validate(cfg)
@@ -36,6 +38,9 @@ def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,
     search_mode(cfg, workdir)
   elif mode == "eval":
     eval_mode(workdir)
+  elif mode == "rank":
+    from dsnas_tf import rank
+    rank.rank_workdir(workdir, output=output, **(rank_options or {}))
   elif mode == "export":
     from export import pipeline  # The exporters pull in converters only when needed.
     pipeline.export_workdir(workdir)

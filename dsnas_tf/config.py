@@ -18,6 +18,8 @@ STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 NB201_SHARING = ("shared", "per_cell")
 NB201_ALPHA_DATA = ("same", "separate")
+CREDIT_BASELINES = ("none", "moving_average")
+ZERO_OP_CREDITS = ("zero", "baseline")
 
 # Keys that change the shape or meaning of the searched model: a workdir searched with one
 # value cannot be resumed or evaluated with another.
@@ -101,6 +103,15 @@ def default_config() -> ml_collections.ConfigDict:
   # "separate": weights train on the first half of the training split and alpha's credit
   # comes from the second half (NAS-Bench-201's 25k/25k protocol on CIFAR-10).
   c.search.alpha_data = "same"
+  # "none": the paper's estimator. "moving_average": subtract from each block's credit
+  # dL/dZ the running mean of its past credits (a control variate: same expectation, lower
+  # variance; see dsnas.alpha_gradient).
+  c.search.credit_baseline = "none"
+  c.search.credit_baseline_decay = 0.99  # Weight of the old mean in the running mean.
+  # The credit of a sampled zero op (NAS-Bench-201's `none`), whose dL/dZ is always 0:
+  # "zero" (the paper) or "baseline" (the block's running mean: its samples move no
+  # logit; needs credit_baseline="moving_average").
+  c.search.zero_op_credit = "zero"
   c.search.early_stop = True
   c.search.early_stop_h = 0.3  # Eq. 8 threshold on the top-1 minus top-2 probability.
   c.search.early_stop_every = 1  # Epochs between early-stop checks.
@@ -229,6 +240,10 @@ _RULES: list[Rule] = [
     ("search.alpha_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("search.alpha_init_std", lambda v: v >= 0, "a number >= 0"),
     ("search.alpha_data", lambda v: v in NB201_ALPHA_DATA, f"one of {', '.join(NB201_ALPHA_DATA)}"),
+    ("search.credit_baseline", lambda v: v in CREDIT_BASELINES,
+     f"one of {', '.join(CREDIT_BASELINES)}"),
+    ("search.credit_baseline_decay", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("search.zero_op_credit", lambda v: v in ZERO_OP_CREDITS, f"one of {', '.join(ZERO_OP_CREDITS)}"),
     ("search.early_stop_h", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("search.early_stop_every", lambda v: v >= 1, "an integer >= 1"),
     ("search.flops_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
@@ -259,6 +274,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'search.warmup_epochs' is {cfg.search.warmup_epochs}; it must be smaller "
         f"than search.epochs ({cfg.search.epochs})")
+  if cfg.search.zero_op_credit == "baseline" and cfg.search.credit_baseline != "moving_average":
+    raise ConfigError(
+        "config key 'search.zero_op_credit' is 'baseline'; it needs "
+        f"search.credit_baseline='moving_average' (it is {cfg.search.credit_baseline!r})")
   if cfg.space == "nb201" and cfg.data.image_size % 4:
     raise ConfigError(
         f"config key 'data.image_size' is {cfg.data.image_size}; the nb201 space halves it "

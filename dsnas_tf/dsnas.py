@@ -55,6 +55,21 @@ class ArchitectureState(tf.Module):
     return [int(i) for i in np.flatnonzero(newly)]
 
 
+class CreditBaseline(tf.Module):
+  """The running mean of each block's credit (`search.credit_baseline`).
+
+  Checkpointed beside, not inside, ArchitectureState, so that checkpoints written before
+  it existed still restore (with a zero baseline).
+  """
+
+  def __init__(self, num_blocks: int):
+    super().__init__(name="credit_baseline")
+    # Every replica assigns the same all-reduced value: the first replica's copy is it.
+    self.mean = tf.Variable(tf.zeros([num_blocks]), trainable=False, name="mean",
+                            synchronization=tf.VariableSynchronization.ON_WRITE,
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
 def early_stop_decisions(probabilities: tf.Tensor | np.ndarray, h: float) -> np.ndarray:
   """Eq. 8 on probabilities: True where top-1 minus top-2 of a row is at least h."""
   p = np.sort(np.asarray(probabilities), axis=-1)
@@ -81,21 +96,60 @@ def step_seed(base_seed: int, step: tf.Tensor, replica: tf.Tensor | int) -> tf.T
   return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
 
 
-def alpha_gradient(dl_dz: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+def chosen_credit(dl_dz: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
+  """C(Z_i) = dL/dZ_i,chosen per block (Eq. 6), [blocks]: the gradient that reaches the
+  dummy 1 multiplying the chosen op's output."""
+  return tf.reduce_sum(dl_dz * z, axis=-1)
+
+
+def alpha_gradient(dl_dz: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor,
+                   baseline: tf.Tensor | None = None) -> tf.Tensor:
   """The DSNAS single-sample gradient of alpha (Eq. 5 and 6).
 
-  The credit of block i is C(Z_i) = dL/dZ_i,chosen (Eq. 6): the gradient that reaches the
-  dummy 1 multiplying the chosen op's output. The policy-gradient direction is
-  grad_alpha_i log p(Z_i) = Z_i - softmax(alpha_i). Their product, per block, is Eq. 5
+  The credit of block i is C(Z_i) = dL/dZ_i,chosen (Eq. 6). The policy-gradient direction
+  is grad_alpha_i log p(Z_i) = Z_i - softmax(alpha_i). Their product, per block, is Eq. 5
   with a single sample of Z.
+
+  `baseline` ([blocks], optional) is subtracted from the credit: a control variate. It
+  must not depend on this step's Z; then, since E[Z_i - softmax(alpha_i)] = 0, the
+  estimate keeps its expectation and only its variance changes. It matters most for
+  `none`-like ops, whose credit is exactly 0: without a baseline a sampled zero op never
+  moves its logit, with one it falls when the block's other ops usually help (credit < 0).
 
   Args:
     dl_dz: dL/dZ, [blocks, choices]; only the chosen entries are used.
     z: the one-hot sample, [blocks, choices].
     alpha: the logits, [blocks, choices].
+    baseline: per-block credit baseline, or None for the paper's estimator.
   """
-  credit = tf.reduce_sum(dl_dz * z, axis=-1, keepdims=True)
-  return credit * (z - tf.nn.softmax(tf.cast(alpha, tf.float32), axis=-1))
+  credit = chosen_credit(dl_dz, z)
+  if baseline is not None:
+    credit -= baseline
+  return score_gradient(credit, z, alpha)
+
+
+def score_gradient(credit: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+  """credit_i * grad_alpha_i log p(Z_i) = credit_i * (Z_i - softmax(alpha_i)) per block."""
+  return credit[:, None] * (z - tf.nn.softmax(tf.cast(alpha, tf.float32), axis=-1))
+
+
+def impute_zero_op_credit(credit: tf.Tensor, z: tf.Tensor, zero_choice: int,
+                          value: tf.Tensor) -> tf.Tensor:
+  """The credit with `value` in the blocks whose sampled op is the zero op.
+
+  A zero op outputs zeros, so its dL/dZ is 0 whatever its merit: the gate measures
+  nothing about it. Given the block's baseline as `value`, its samples move no logit
+  (credit minus baseline is 0) instead of scoring as "exactly as good as removing the
+  edge", which the first-order credit of every other op is measured against.
+  """
+  return tf.where(z[:, zero_choice] > 0, value, credit)
+
+
+def updated_baseline(baseline: tf.Tensor, credit: tf.Tensor, decay: float) -> tf.Tensor:
+  """The exponential moving average of the credit, left as it is where the credit is not
+  finite (a skipped float16 step)."""
+  new = decay * baseline + (1.0 - decay) * credit
+  return tf.where(tf.math.is_finite(credit), new, baseline)
 
 
 def flops_loss(alpha: tf.Tensor, z: tf.Tensor, choice_mmacs: tf.Tensor) -> tf.Tensor:

@@ -57,6 +57,8 @@ class Preempted(Exception):
     self.checkpoint = checkpoint
 
 
+# A truncated file surfaces as IndexError ("Read less bytes than requested").
+_UNREADABLE_CHECKPOINT = (tf.errors.OpError, ValueError, AssertionError, IndexError)
 # Step outputs averaged over the replicas; every other output is summed.
 _MEAN_OUTPUTS = ("sampled_mmacs", "finite")
 # The step output that counts the replicas whose worker received SIGTERM before the step.
@@ -144,6 +146,7 @@ class Searcher:
       self.arch = dsnas.ArchitectureState(
           self.space.num_blocks, self.space.num_choices, cfg.search.alpha_init_mean,
           cfg.search.alpha_init_std, cfg.seed)
+      self.credit_baseline = dsnas.CreditBaseline(self.space.num_blocks)
       self.weight_optimizer = ChosenPathSGD(
           learning_rate_schedule(cfg, self.steps_per_epoch), momentum=cfg.search.momentum,
           nesterov=cfg.search.nesterov, l2=cfg.search.weight_decay,
@@ -164,14 +167,21 @@ class Searcher:
         supernet=self.supernet.checkpoint_variables(), architecture=self.arch,
         weight_optimizer=self.weight_optimizer, alpha_optimizer=self.alpha_optimizer,
         state=self.state)
-    loss_scale = {} if self.loss_scale is None else {"loss_scale": self.loss_scale}
-    self.checkpoint = tf.train.Checkpoint(**self._checkpointed, **loss_scale)
+    # Also checkpointed, but optional on restore: older checkpoints may lack them.
+    self._optional = {"credit_baseline": self.credit_baseline}
+    if self.loss_scale is not None:
+      self._optional["loss_scale"] = self.loss_scale
+    self.checkpoint = tf.train.Checkpoint(**self._checkpointed, **self._optional)
     # Every worker restores from the workdir's checkpoints; each saves (a collective
     # operation under MultiWorkerMirroredStrategy) but only the chief's copy lands there.
     self.checkpoint_dir = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, distribute_lib.writable_dir(self.checkpoint_dir, self.strategy),
         max_to_keep=cfg.checkpoint.max_to_keep)
+    # The state when the weights-only epochs end, kept for `--mode=rank --checkpoint=warmup`.
+    self.warmup_manager = tf.train.CheckpointManager(
+        self.checkpoint, distribute_lib.writable_dir(
+            os.path.join(workdir, workdir_lib.WARMUP_DIR), self.strategy), max_to_keep=1)
     self._steps = {}
     self._bn_stats = None  # Built on first use: (variable, owner) pairs.
     self.epoch_metrics: dict[str, float] = {}
@@ -285,7 +295,23 @@ class Searcher:
 
   def _update_alpha(self, dl_dz: tf.Tensor, z: tf.Tensor, sampled_macs: tf.Tensor) -> None:
     alpha = self.arch.alpha
-    alpha_grad = dsnas.alpha_gradient(dl_dz, z, alpha)  # Eq. 5-6, summed over replicas.
+    search = self.cfg.search
+    credit = dsnas.chosen_credit(dl_dz, z)  # Eq. 6.
+    if search.credit_baseline == "moving_average":
+      # The baseline tracks the credit of the global-batch loss; each replica's credit is
+      # its 1/replicas share of it, and so is the part of the baseline it subtracts.
+      baseline = tf.identity(self.credit_baseline.mean) / self.num_replicas
+      if search.zero_op_credit == "baseline" and self.space.zero_choice is not None:
+        credit = dsnas.impute_zero_op_credit(credit, z, self.space.zero_choice, baseline)
+      total = credit
+      if self.num_replicas > 1:
+        total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                               credit)
+      self.credit_baseline.mean.assign(dsnas.updated_baseline(
+          baseline * self.num_replicas, total, search.credit_baseline_decay))
+      credit -= baseline
+    # Eq. 5, summed over replicas.
+    alpha_grad = dsnas.score_gradient(credit, z, alpha)
     if self.cfg.search.flops_loss_coef > 0:
       with tf.GradientTape() as flops_tape:
         resource = dsnas.flops_loss(alpha, z, self.choice_mmacs)
@@ -419,17 +445,43 @@ class Searcher:
     state = tf.train.get_checkpoint_state(self.checkpoint_dir)
     return list(state.all_model_checkpoint_paths) if state else []
 
+  def _restore_path(self, path: str) -> None:
+    required = tf.train.Checkpoint(**self._checkpointed)
+    required.restore(path).assert_existing_objects_matched()
+    # A float32 or bfloat16 run's checkpoint has no loss scale (initial scale then), and
+    # one written before the credit baseline existed has none (zero then).
+    tf.train.Checkpoint(**self._optional).restore(path).expect_partial()
+
+  def checkpoint_path(self, which: str = "latest") -> str:
+    """The workdir's latest checkpoint, or ("warmup") the one saved when the weights-only
+    epochs ended; WorkdirError if there is none."""
+    if which == "warmup":
+      path = tf.train.latest_checkpoint(os.path.join(self.workdir, workdir_lib.WARMUP_DIR))
+      if not path:
+        raise workdir_lib.WorkdirError(
+            f"workdir '{self.workdir}' has no warm-up checkpoint in {workdir_lib.WARMUP_DIR}/ "
+            "(it is saved when search.pretrain_epochs > 0 have run)")
+      return path
+    checkpoints = self.checkpoints()
+    if not checkpoints:
+      raise workdir_lib.WorkdirError(f"workdir '{self.workdir}' has no checkpoint in "
+                                     f"{workdir_lib.CHECKPOINT_DIR}/")
+    return checkpoints[-1]
+
+  def restore_from(self, path: str) -> None:
+    """Restores one checkpoint; WorkdirError if it cannot be read."""
+    try:
+      self._restore_path(path)
+    except _UNREADABLE_CHECKPOINT as e:
+      raise workdir_lib.WorkdirError(f"checkpoint {path} is unreadable ({type(e).__name__})") from e
+    self.log(f"restored {path} (epoch {int(self.state.epoch.numpy())})")
+
   def restore(self) -> bool:
     """Restores the latest checkpoint, falling back to older ones if it is unreadable."""
     for path in reversed(self.checkpoints()):
       try:
-        required = tf.train.Checkpoint(**self._checkpointed)
-        required.restore(path).assert_existing_objects_matched()
-        if self.loss_scale is not None:
-          # Optional: a float32 or bfloat16 run's checkpoint has none (initial scale then).
-          tf.train.Checkpoint(loss_scale=self.loss_scale).restore(path).expect_partial()
-      # A truncated file surfaces as IndexError ("Read less bytes than requested").
-      except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
+        self._restore_path(path)
+      except _UNREADABLE_CHECKPOINT as e:
         self.log(f"checkpoint {path} is unreadable ({type(e).__name__}); trying an older one")
         continue
       self.log(f"resumed from {path} (epoch {int(self.state.epoch.numpy())}, "
@@ -486,6 +538,8 @@ class Searcher:
       self._restore_sigterm_handler(previous_sigterm_handler)
       # A non-chief's checkpoint saves only took part in the collective; they are not kept.
       distribute_lib.discard_private_copy(self.checkpoint_dir, self.strategy)
+      distribute_lib.discard_private_copy(
+          os.path.join(self.workdir, workdir_lib.WARMUP_DIR), self.strategy)
 
   def _run_epoch(self, epoch: int) -> None:
     cfg = self.cfg
@@ -577,6 +631,8 @@ class Searcher:
     self.state.epoch.assign(done)
     self.state.step_in_epoch.assign(0)
     self.manager.save(checkpoint_number=int(self.weight_optimizer.iterations.numpy()))
+    if done == cfg.search.pretrain_epochs:
+      self.warmup_manager.save(checkpoint_number=int(self.weight_optimizer.iterations.numpy()))
 
   def _log_architecture(self, epoch: int) -> None:
     probs = self.arch.probabilities().numpy()

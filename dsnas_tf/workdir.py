@@ -2,6 +2,8 @@
 
     DIR/config.json          the full config of the search (resume and eval read it)
     DIR/checkpoints/         tf.train.CheckpointManager: weights, alpha, optimizers, state
+    DIR/checkpoints/warmup/  the checkpoint at the end of the weights-only epochs
+    DIR/rank.json            --mode=rank: sampled children's supernet accuracy (and tau)
     DIR/logs/                TensorBoard summaries
     DIR/architecture.json    the searched child, written when the search finishes
     DIR/alpha_heatmap.png    final probabilities per block
@@ -23,6 +25,7 @@ CONFIG_FILE = "config.json"
 ARCHITECTURE_FILE = "architecture.json"
 HEATMAP_FILE = "alpha_heatmap.png"
 CHECKPOINT_DIR = "checkpoints"
+WARMUP_DIR = "checkpoints/warmup"  # The checkpoint at the end of search.pretrain_epochs.
 LOG_DIR = "logs"
 
 

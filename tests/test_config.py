@@ -43,6 +43,8 @@ def _error(cfg) -> str:
     ("search.early_stop_h", 0.0), ("search.early_stop_h", 1.0), ("search.early_stop_h", 1.5),
     ("search.epochs", 0), ("search.batch_size", 0), ("space", "darts"),
     ("data.augment", "mixup"), ("distribute.strategy", "tpu"), ("model.spos.strides", (2, 2)),
+    ("search.credit_baseline", "mean"), ("search.credit_baseline_decay", 1.0),
+    ("search.credit_baseline_decay", -0.1), ("search.zero_op_credit", "skip"),
 ])
 def test_out_of_range_value_names_the_key(key, value):
   assert f"'{key}'" in _error(tiny_config(**{key: value}))
@@ -93,3 +95,10 @@ def test_model_defining_differences_name_the_keys():
   a = tiny_config()
   b = tiny_config(**{"model.spos.width_multiplier": 2.0, "search.lr": 1.0})
   assert config_lib.model_defining_differences(a, b) == ["model.spos.width_multiplier"]
+
+
+def test_zero_op_credit_baseline_needs_the_moving_average_baseline():
+  message = _error(tiny_config(**{"search.zero_op_credit": "baseline"}))
+  assert "'search.zero_op_credit'" in message and "credit_baseline='moving_average'" in message
+  config_lib.validate(tiny_config(**{"search.zero_op_credit": "baseline",
+                                     "search.credit_baseline": "moving_average"}))

@@ -85,3 +85,40 @@ def test_alpha_gradient_is_credit_times_score():
   # Credit 2 (Eq. 6) times (onehot - uniform).
   np.testing.assert_allclose(dsnas.alpha_gradient(dl_dz, z, alpha).numpy(),
                              [[-2 / 3, 4 / 3, -2 / 3]], rtol=1e-6)
+
+
+def test_a_credit_baseline_keeps_the_expected_gradient():
+  # E[(C - b)(Z - p)] = E[C(Z - p)] because E[Z - p] = 0 and b does not depend on Z.
+  alpha = tf.constant([[0.3, -0.2, 0.5]])
+  p = tf.nn.softmax(alpha).numpy()[0]
+  credits = np.array([0.7, -1.2, 0.4], np.float32)  # The credit each choice would get.
+  baseline = tf.constant([0.9])
+
+  def expectation(b):
+    total = 0.0
+    for k in range(3):
+      z = tf.one_hot([k], 3)
+      dl_dz = z * credits[k]
+      total += p[k] * dsnas.alpha_gradient(dl_dz, z, alpha, b).numpy()
+    return total
+
+  np.testing.assert_allclose(expectation(baseline), expectation(None), atol=1e-6)
+  # ...while it does change single samples.
+  z = tf.one_hot([0], 3)
+  assert not np.allclose(dsnas.alpha_gradient(z * credits[0], z, alpha, baseline),
+                         dsnas.alpha_gradient(z * credits[0], z, alpha))
+
+
+def test_a_sampled_zero_op_takes_the_imputed_credit_and_others_keep_theirs():
+  z = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+  credit = tf.constant([0.0, -0.5])
+  imputed = dsnas.impute_zero_op_credit(credit, z, zero_choice=0, value=tf.constant([0.3, 0.3]))
+  np.testing.assert_allclose(imputed.numpy(), [0.3, -0.5])
+  # Credit minus that baseline is zero: the zero op's sample moves no logit.
+  np.testing.assert_allclose(
+      dsnas.score_gradient(imputed - 0.3, z, tf.zeros([2, 3])).numpy()[0], 0.0, atol=1e-7)
+
+
+def test_baseline_is_a_moving_average_that_skips_non_finite_credits():
+  updated = dsnas.updated_baseline(tf.constant([1.0, 1.0]), tf.constant([3.0, np.nan]), 0.75)
+  np.testing.assert_allclose(updated.numpy(), [1.5, 1.0])

@@ -85,6 +85,8 @@ class SearchSpace(abc.ABC):
 
   name: str
   choice_names: tuple[str, ...]
+  # The choice whose op outputs zeros (NAS-Bench-201's `none`), if the space has one.
+  zero_choice: int | None = None
 
   @property
   @abc.abstractmethod

@@ -494,6 +494,7 @@ class Nb201Space(SearchSpace):
 
   name = "nb201"
   choice_names = CHOICE_NAMES
+  zero_choice = NONE
 
   def __init__(self, cfg: ml_collections.ConfigDict):
     self.cfg = cfg

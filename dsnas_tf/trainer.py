@@ -447,7 +447,8 @@ class Searcher:
 
   def _restore_path(self, path: str) -> None:
     required = tf.train.Checkpoint(**self._checkpointed)
-    required.restore(path).assert_existing_objects_matched()
+    # expect_partial: the optional objects below are in the checkpoint too.
+    required.restore(path).assert_existing_objects_matched().expect_partial()
     # A float32 or bfloat16 run's checkpoint has no loss scale (initial scale then), and
     # one written before the credit baseline existed has none (zero then).
     tf.train.Checkpoint(**self._optional).restore(path).expect_partial()
@@ -484,6 +485,9 @@ class Searcher:
       except _UNREADABLE_CHECKPOINT as e:
         self.log(f"checkpoint {path} is unreadable ({type(e).__name__}); trying an older one")
         continue
+      # The optimizer's learning rate is checkpointed, but search.* keys may change
+      # between runs of one workdir: the config's alpha learning rate is the one used.
+      self.alpha_optimizer.learning_rate.assign(self.cfg.search.alpha_lr)
       self.log(f"resumed from {path} (epoch {int(self.state.epoch.numpy())}, "
                f"step {int(self.state.step_in_epoch.numpy())} of {self.steps_per_epoch})")
       return True

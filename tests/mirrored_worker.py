@@ -135,9 +135,15 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, flo
   return diff, max(float(np.max(np.abs(x))) for x in a)
 
 
-def parity() -> None:
+# `parity baseline` runs the comparison with the credit baseline and the zero op's
+# imputed credit on (both all-reduce and assign inside the replica step).
+BASELINE_KEYS = {"search.credit_baseline": "moving_average", "search.zero_op_credit": "baseline"}
+
+
+def parity(variant: str = "") -> None:
   cfg = tiny_config(**{**SMALLEST_NB201, "distribute.logical_cpus": 2,
-                       "search.batch_size": 2 * PARITY_HALF_BATCH})
+                       "search.batch_size": 2 * PARITY_HALF_BATCH,
+                       **(BASELINE_KEYS if variant == "baseline" else {})})
   distribute.configure_devices(cfg)
   one = tf.distribute.OneDeviceStrategy("/cpu:0")
   two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -174,6 +180,9 @@ def parity() -> None:
       [v.numpy() for v in single.supernet.non_trainable_variables],
       [v.numpy() for v in double.supernet.non_trainable_variables])
   result["replicas_in_sync"] = in_sync(double.supernet.variables)
+  result["credit_baseline"] = max_difference([single.credit_baseline.mean.numpy()],
+                                             [double.credit_baseline.mean.numpy()])
+  result["credit_baseline_in_sync"] = in_sync([double.credit_baseline.mean])
   report(result)
 
 

@@ -15,7 +15,8 @@ def _load(name: str):
   return config_lib.load_config_file(os.path.join(REPO, "configs", f"{name}.py"))
 
 
-@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_nb201", "tiny"])
+@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_nb201",
+                                  "cifar10_nb201_cpu", "tiny"])
 def test_shipped_configs_are_valid(name):
   config_lib.validate(_load(name))
 

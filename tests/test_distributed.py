@@ -34,6 +34,11 @@ def parity():
   return run_worker("parity")
 
 
+@pytest.fixture(scope="module")
+def parity_with_baseline():
+  return run_worker("parity", "baseline")
+
+
 def test_runs_on_two_replicas(report):
   assert report["replicas"] == 2
 
@@ -111,3 +116,12 @@ def test_one_and_two_replicas_end_with_the_same_state(parity):
   assert parity["alpha_moved"] > 1e-2
   assert parity["alpha"][0] <= 1e-3 * parity["alpha_moved"]
   assert parity["replicas_in_sync"]
+
+
+def test_one_and_two_replicas_keep_the_same_credit_baseline(parity_with_baseline):
+  # search.credit_baseline: each replica subtracts its share of the global-batch baseline
+  # and every replica assigns the same all-reduced running mean.
+  diff, scale = parity_with_baseline["credit_baseline"]
+  assert scale > 0 and diff <= 1e-3 * scale
+  assert parity_with_baseline["credit_baseline_in_sync"]
+  assert parity_with_baseline["alpha"][0] <= 1e-3 * parity_with_baseline["alpha_moved"]

@@ -1,0 +1,89 @@
+"""The mean DSNAS credit dL/dZ of every (edge, op) of a NAS-Bench-201 supernet.
+
+    python benchmarks/nb201_credit.py --workdir /tmp/nb201 --checkpoint warmup --batches 300
+
+Restores a workdir's checkpoint and, on `--batches` batches of the alpha half of the
+training split, samples every edge's op uniformly, takes dL/dZ through the supernet (BN
+in training mode, as in the search step) and averages the chosen entry per (edge, op).
+
+The DSNAS update moves alpha_k by p_k (C_k - sum_j p_j C_j) in expectation (Eq. 5), where
+C_k is the mean credit of op k: so on each edge the op with the most negative mean credit
+wins, and `none`, whose credit is identically 0, wins wherever every other op's mean
+credit is positive. Printed: one row per edge, mean (standard error) per op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+from dsnas_tf import data as data_lib  # noqa: E402
+from dsnas_tf import trainer  # noqa: E402
+from dsnas_tf import workdir as workdir_lib  # noqa: E402
+from dsnas_tf.search_spaces import nb201  # noqa: E402
+
+
+def mean_credits(searcher: trainer.Searcher, batches: int, seed: int) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+  """(mean, standard error) of the chosen credit per [block, choice]."""
+  cfg = searcher.cfg
+  subset = "alpha" if searcher.separate_alpha_data else "all"
+  ds = data_lib.train_dataset(searcher.source, cfg, batch_size=cfg.search.batch_size,
+                              epoch=10_000 + seed, subset=subset)
+  blocks, choices = searcher.space.num_blocks, searcher.space.num_choices
+
+  @tf.function
+  def credit(images, labels, z):
+    with tf.GradientTape() as tape:
+      tape.watch(z)
+      _, _, loss = searcher._forward(images, labels, z)
+    return tape.gradient(loss, z)
+
+  rng = np.random.default_rng(seed)
+  values = [[[] for _ in range(choices)] for _ in range(blocks)]
+  for images, labels in ds.take(batches):
+    chosen = rng.integers(0, choices, blocks)
+    dl_dz = credit(images, labels, tf.one_hot(chosen, choices)).numpy()
+    for b, k in enumerate(chosen):
+      values[b][k].append(dl_dz[b, k])
+  mean = np.array([[np.mean(v) if v else np.nan for v in row] for row in values])
+  stderr = np.array([[np.std(v, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+                      for v in row] for row in values])
+  return mean, stderr
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--checkpoint", default="warmup", choices=("warmup", "latest"))
+  parser.add_argument("--batches", type=int, default=300)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+  cfg = workdir_lib.load_config(args.workdir)
+  if cfg.space != "nb201":
+    raise SystemExit(f"error: {args.workdir} searched the {cfg.space} space; this script "
+                     "reads nb201 workdirs")
+  searcher = trainer.Searcher(cfg, args.workdir, log=lambda _: None)
+  path = searcher.checkpoint_path(args.checkpoint)
+  searcher.restore_from(path)
+  mean, stderr = mean_credits(searcher, args.batches, args.seed)
+  print(f"mean credit dL/dZ (standard error) per op, {args.batches} batches of "
+        f"{cfg.search.batch_size}, {path}")
+  print(f"{'edge':<6}" + "".join(f"{n:>18}" for n in searcher.space.choice_names))
+  for b in range(mean.shape[0]):
+    j, i = nb201.EDGES[b % len(nb201.EDGES)]
+    print(f"{i}->{j:<3} " + "".join(f"{m:>+10.4f} ({s:.4f})" for m, s in zip(mean[b], stderr[b])))
+
+
+if __name__ == "__main__":
+  main()

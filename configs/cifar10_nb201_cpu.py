@@ -14,14 +14,15 @@ Why these settings (on top of configs/cifar10_nb201.py, whose data split and wei
 are kept: 25k/25k split with alpha's credit from the held-out half, SGD with Nesterov
 momentum, weight decay 5e-4, batch 64, cosine lr from 0.025):
 - Space: 16 channels as the benchmark, 1 cell per stage (3 cells, not 15). The epoch
-  time is what bounds the search here: 16 x 1 runs a weights-only epoch of 25k images in
-  about 30 s, a search epoch (weights plus alpha's held-out batch) in about 40 s, so 30
-  epochs fit in about 17 minutes. Deeper and thinner (8 channels, 3 cells per stage) was
-  2.5x slower per image and its supernet learnt far slower (23% vs 44% training accuracy of
-  the sampled children after 7 epochs), and it did not change which ops the credit favours.
-- Epochs: 30, of which 10 weights-only. The end-of-warm-up supernet ranks 64 random cells
-  at Kendall tau 0.29 against the table (a well-trained supernet is a prerequisite for a
-  credit that means anything: before that, convolutions are noise and lose to skip and pool).
+  time bounds the search here: a weights-only epoch of 25k images takes about 30 s, a
+  search epoch (weights plus alpha's held-out batch) about 40 s, so a seed's whole run
+  takes 21-24 minutes. Deeper and thinner (8 channels, 3 cells per stage) learnt far
+  slower (23% vs 43% training accuracy of the sampled children after 7 weights-only
+  epochs) and did not change which ops the credit favours.
+- Epochs: 30, of which 10 weights-only: by then the sampled children train at about 49%
+  and their ranking by the supernet agrees with the table at Kendall tau 0.23-0.29 (64
+  cells); every edge is fixed by epoch 20, and the last 10 epochs train the found cell
+  alone (its test top-1 at the end is the run's own deployable child).
 - alpha: Adam with lr 5e-3 (the paper's 1e-3 moved softmax(alpha) by about 0.01 per
   epoch here: no edge would reach the early-stop gap within the budget), betas as the paper.
 - credit_baseline = "moving_average" and zero_op_credit = "baseline": see the ablation in
@@ -32,8 +33,9 @@ momentum, weight decay 5e-4, batch 64, cosine lr from 0.025):
 - h = 0.3 as in the paper.
 """
 
-from dsnas_tf.config import load_config_file
 import os
+
+from dsnas_tf.config import load_config_file
 
 
 def get_config():

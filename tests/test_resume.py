@@ -28,7 +28,7 @@ from dsnas_tf import cli
 from dsnas_tf import data as data_lib
 from dsnas_tf import trainer
 from dsnas_tf import workdir as workdir_lib
-from tests.conftest import REPO, run_main
+from tests.conftest import REPO, run_main, synthetic_source, tiny_config
 
 CLASSES = 10
 STEPS_PER_EPOCH = 10
@@ -399,3 +399,14 @@ def test_resuming_with_different_training_keys_is_allowed(runs):
   cfg.search.lr = 0.5
   cfg.checkpoint.every_steps = 0
   assert workdir_lib.check_resumable(workdir, cfg)
+
+
+def test_a_resumed_search_uses_the_configs_alpha_learning_rate(tmp_path):
+  first = trainer.Searcher(tiny_config(**{"search.steps_per_epoch": 2, "search.alpha_lr": 1e-3}),
+                           str(tmp_path), source=synthetic_source(), log=lambda _: None)
+  first.run()
+  resumed = trainer.Searcher(tiny_config(**{"search.steps_per_epoch": 2, "search.epochs": 3,
+                                            "search.alpha_lr": 5e-3}),
+                             str(tmp_path), source=synthetic_source(), log=lambda _: None)
+  assert resumed.restore()
+  assert float(resumed.alpha_optimizer.learning_rate) == pytest.approx(5e-3)

@@ -1,4 +1,4 @@
-"""dsnas-tf command line: search, eval, export, flops.
+"""dsnas-tf command line: search, eval, export, flops, rank.
 
     python main.py --mode=search --config=configs/cifar10_spos.py --workdir=DIR
     python main.py --mode=eval   --workdir=DIR
@@ -6,6 +6,7 @@
     python main.py --mode=flops  --config=configs/imagenet_spos.py [--output=F.json]
     python main.py --mode=rank   --workdir=DIR [--table=nb201.csv] [--column=cifar10_valid_12ep]
                                  [--cells=64] [--seed=0] [--checkpoint=latest|warmup]
+                                 [--output=F.json]
 
 Any bad flag, config file or config value ends the run with one line on stderr,
 `error: ...`, and exit status 2, before anything is written. A search stopped by SIGTERM

@@ -12,6 +12,9 @@ of its 6 edges are parameter-free (none, skip_connect, avg_pool_3x3), the epoch 
 was fixed at, Kendall tau at the end of warm-up and at the end, the run's own child's
 test top-1 (searched weights, no retraining) and the search's wall time; then the means.
 
+Searches run with the config's `distribute.determinism` (default `auto`: bit-reproducible on
+a CPU, docs/reproducibility.md), so a seed's row is a function of the seed and the code.
+
 Ablations: `--set key=value` (repeatable) overrides config keys for every seed, e.g.
 `--set search.credit_baseline=none` for the paper's estimator; `--label` names the row.
 `--workdir_root DIR` keeps each seed's workdir (DIR/seed<N>); a seed whose workdir already

@@ -16,10 +16,12 @@ SPACES = ("spos", "nb201")
 AUGMENTATIONS = ("cifar", "imagenet", "none")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DETERMINISM = ("auto", "on", "off")
 NB201_SHARING = ("shared", "per_cell")
 NB201_ALPHA_DATA = ("same", "separate")
 CREDIT_BASELINES = ("none", "moving_average")
 ZERO_OP_CREDITS = ("zero", "baseline")
+CREDIT_BATCHNORMS = ("batch", "moving")
 
 # Keys that change the shape or meaning of the searched model: a workdir searched with one
 # value cannot be resumed or evaluated with another.
@@ -83,6 +85,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.nb201.channels = 16
   c.model.nb201.cells_per_stage = 5
   c.model.nb201.sharing = "shared"
+  # The BatchNorm that ends each candidate convolution learns a scale and shift (True, as
+  # NAS-Bench-201's networks) or only normalises (False, as DARTS-style search cells).
+  # With a learnt scale gamma, the DSNAS credit of the op is gamma * dL/dgamma + beta *
+  # dL/dbeta (scaling the output by Z is scaling gamma and beta), the gradient SGD
+  # drives towards zero while it trains the op: the credit then measures how far the op is
+  # from its fitted scale, not what the op is worth. The child keeps the supernet's
+  # setting (its weights are deployed as they are).
+  c.model.nb201.op_bn_affine = True
 
   c.search = ml_collections.ConfigDict()
   c.search.epochs = 1
@@ -112,6 +122,14 @@ def default_config() -> ml_collections.ConfigDict:
   # "zero" (the paper) or "baseline" (the block's running mean: its samples move no
   # logit; needs credit_baseline="moving_average").
   c.search.zero_op_credit = "zero"
+  # How BatchNorm normalises in the forward pass that measures alpha's credit dL/dZ:
+  # "batch" (the paper: batch statistics, as in training) or "moving" (the moving
+  # statistics, BN as at inference). With batch statistics a BN after every op makes the
+  # loss invariant to the scale of whatever it normalises, so dL/dZ sees only how an op's
+  # output scale compares with its siblings'; with fixed statistics it is the first-order
+  # effect of the op's output on the loss. "moving" costs one extra forward and backward
+  # pass per step when search.alpha_data is "same".
+  c.search.credit_batchnorm = "batch"
   c.search.early_stop = True
   c.search.early_stop_h = 0.3  # Eq. 8 threshold on the top-1 minus top-2 probability.
   c.search.early_stop_every = 1  # Epochs between early-stop checks.
@@ -140,7 +158,13 @@ def default_config() -> ml_collections.ConfigDict:
   # Split the CPU into this many logical devices (0 = no split): runs MirroredStrategy's
   # multi-replica code path on a machine without GPUs (tests, benchmarks).
   c.distribute.logical_cpus = 0
-  c.distribute.deterministic_ops = False  # tf.config.experimental.enable_op_determinism().
+  # Bit-reproducible runs: "on" enables TF's op determinism and runs the graph's ops one at
+  # a time (one inter-op thread; each op still uses every core), "off" leaves TF's
+  # defaults, "auto" is "on" without a GPU and "off" with one. Measured on a 2-core CPU
+  # (benchmarks/determinism.py, docs/reproducibility.md): with TF's defaults two runs of
+  # one seed diverge within the first step at CIFAR-scale widths, because the result of
+  # the backward pass depends on the order in which independent ops happen to run.
+  c.distribute.determinism = "auto"
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.max_to_keep = 3
@@ -244,6 +268,8 @@ _RULES: list[Rule] = [
      f"one of {', '.join(CREDIT_BASELINES)}"),
     ("search.credit_baseline_decay", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("search.zero_op_credit", lambda v: v in ZERO_OP_CREDITS, f"one of {', '.join(ZERO_OP_CREDITS)}"),
+    ("search.credit_batchnorm", lambda v: v in CREDIT_BATCHNORMS,
+     f"one of {', '.join(CREDIT_BATCHNORMS)}"),
     ("search.early_stop_h", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("search.early_stop_every", lambda v: v >= 1, "an integer >= 1"),
     ("search.flops_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
@@ -253,6 +279,7 @@ _RULES: list[Rule] = [
     ("eval.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("distribute.strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
     ("distribute.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    ("distribute.determinism", lambda v: v in DETERMINISM, f"one of {', '.join(DETERMINISM)}"),
     ("distribute.logical_cpus", lambda v: 0 <= v <= 64, "an integer in [0, 64] (0 = no split)"),
     ("checkpoint.max_to_keep", lambda v: v >= 1, "an integer >= 1"),
     ("checkpoint.every_steps", lambda v: v >= 0, "an integer >= 0"),

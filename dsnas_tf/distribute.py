@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import ml_collections
 import tensorflow as tf
@@ -41,11 +42,57 @@ def make_strategy(cfg: ml_collections.ConfigDict) -> tf.distribute.Strategy:
   raise ConfigError(f"unknown distribute.strategy {name!r}")
 
 
+def wants_determinism(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether `distribute.determinism` asks for bit-reproducible runs on this machine."""
+  mode = cfg.distribute.determinism
+  if mode == "auto":
+    return not tf.config.list_physical_devices("GPU")
+  return mode == "on"
+
+
+_op_determinism_enabled = False  # TF has no public getter for it.
+
+
+def is_deterministic() -> bool:
+  """Whether this process runs TensorFlow as `enable_determinism` left it."""
+  return (_op_determinism_enabled
+          and tf.config.threading.get_inter_op_parallelism_threads() == 1)
+
+
+def enable_determinism(strict: bool) -> None:
+  """Makes every step a function of its inputs: op determinism and one inter-op thread.
+
+  TF's op determinism covers kernels whose own result varies (GPU atomics, some CPU
+  kernels). It does not cover what was measured here on the CPU: with the default
+  inter-op pool the backward pass of the same supernet on the same batch gives gradients
+  that differ in the last bits from call to call, and the difference disappears with one
+  inter-op thread (docs/reproducibility.md). With one thread the executor runs ready ops
+  in a fixed order; each op still parallelises over the intra-op pool.
+
+  The thread count can only be set before TensorFlow's runtime starts. If it already has
+  started with another value, `strict` raises ConfigError (the user asked for
+  determinism); otherwise the run continues without it, with a warning.
+  """
+  global _op_determinism_enabled
+  tf.config.experimental.enable_op_determinism()
+  _op_determinism_enabled = True
+  if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+    return
+  try:
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+  except RuntimeError as e:
+    message = ("distribute.determinism needs one inter-op thread, but TensorFlow's runtime "
+               f"is already initialised in this process ({e})")
+    if strict:
+      raise ConfigError(f"config key 'distribute.determinism' is 'on', but {message}") from e
+    warnings.warn(f"{message}: this run is not bit-reproducible", RuntimeWarning, stacklevel=2)
+
+
 def configure_devices(cfg: ml_collections.ConfigDict) -> None:
-  """Applies `distribute.logical_cpus` and `distribute.deterministic_ops`; must run before
+  """Applies `distribute.determinism` and `distribute.logical_cpus`; must run before
   TensorFlow initialises its devices (i.e. before the first op)."""
-  if cfg.distribute.deterministic_ops:
-    tf.config.experimental.enable_op_determinism()
+  if wants_determinism(cfg):
+    enable_determinism(strict=cfg.distribute.determinism == "on")
   n = cfg.distribute.logical_cpus
   if not n:
     return

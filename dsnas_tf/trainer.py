@@ -207,11 +207,14 @@ class Searcher:
     self.weight_optimizer.apply_gradients(zip(weight_grads, weights))
     sampled_macs = self.mac_table.fixed_macs / 1e6 + tf.reduce_sum(z * self.choice_mmacs)
     if update_alpha:
+      credit_training = self.cfg.search.credit_batchnorm == "batch"
+      if alpha_batch is None and not credit_training:
+        alpha_batch = (images, labels)  # The same images, with BN's moving statistics.
       if alpha_batch is not None:
-        # Alpha's credit from held-out images, through the same sampled child.
+        # Alpha's credit from its own pass through the same sampled child.
         with tf.GradientTape() as alpha_tape:
           alpha_tape.watch(z)
-          _, _, alpha_loss = self._forward(*alpha_batch, z)
+          _, _, alpha_loss = self._forward(*alpha_batch, z, training=credit_training)
           scaled_alpha_loss = self._scale_loss(alpha_loss)
         dl_dz = alpha_tape.gradient(scaled_alpha_loss, z)
         if self.loss_scale is not None:
@@ -284,9 +287,13 @@ class Searcher:
       count = float(self.num_replicas) if owner is None else runs[owner]
       v.assign(tf.where(count > 0, tf.reshape(s, x.shape) / tf.maximum(count, 1.0), x))
 
-  def _forward(self, images: tf.Tensor, labels: tf.Tensor, z: tf.Tensor):
-    """Logits, per-example loss and this replica's share of the global-batch mean loss."""
-    logits = self.supernet(images, z, training=True)
+  def _forward(self, images: tf.Tensor, labels: tf.Tensor, z: tf.Tensor,
+               training: bool = True):
+    """Logits, per-example loss and this replica's share of the global-batch mean loss.
+
+    `training=False` normalises with BN's moving statistics and leaves them unchanged.
+    """
+    logits = self.supernet(images, z, training=training)
     one_hot = tf.one_hot(labels, self.cfg.data.num_classes)
     per_example = self.loss_fn(one_hot, tf.cast(logits, tf.float32))
     # Summed over replicas, this is the mean over the global batch.
@@ -676,6 +683,8 @@ class Searcher:
         "test_top5": None if test is None else round(test.top5, 4),
         "test_images": None if test is None else test.images,
         "epochs": int(self.state.epoch.numpy()),
+        # Whether this process ran bit-reproducibly (distribute.determinism).
+        "deterministic": distribute_lib.is_deterministic(),
         # The supernet's training accuracy over its last epoch (sampled children).
         "final_train_accuracy": (round(self.epoch_metrics["accuracy"], 4)
                                  if self.epoch_metrics else None),

@@ -79,7 +79,7 @@ def run_steps(searcher) -> tuple[list, list]:
 
 def mirrored(workdir: str) -> None:
   cfg = tiny_config(**{"distribute.strategy": "mirrored", "distribute.logical_cpus": 2,
-                       "distribute.deterministic_ops": True, "search.batch_size": 16})
+                       "distribute.determinism": "on", "search.batch_size": 16})
   strategy = distribute.make_strategy(cfg)
   searcher = trainer.Searcher(cfg, workdir, strategy=strategy, source=synthetic_source(),
                               log=lambda _: None)

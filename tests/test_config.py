@@ -46,6 +46,7 @@ def _error(cfg) -> str:
     ("data.augment", "mixup"), ("distribute.strategy", "tpu"), ("model.spos.strides", (2, 2)),
     ("search.credit_baseline", "mean"), ("search.credit_baseline_decay", 1.0),
     ("search.credit_baseline_decay", -0.1), ("search.zero_op_credit", "skip"),
+    ("search.credit_batchnorm", "frozen"), ("distribute.determinism", "yes"),
 ])
 def test_out_of_range_value_names_the_key(key, value):
   assert f"'{key}'" in _error(tiny_config(**{key: value}))
@@ -103,3 +104,9 @@ def test_zero_op_credit_baseline_needs_the_moving_average_baseline():
   assert "'search.zero_op_credit'" in message and "credit_baseline='moving_average'" in message
   config_lib.validate(tiny_config(**{"search.zero_op_credit": "baseline",
                                      "search.credit_baseline": "moving_average"}))
+
+
+def test_op_bn_affine_must_be_a_bool():
+  raw = tiny_config().to_dict()
+  raw["model"]["nb201"]["op_bn_affine"] = "no"
+  assert "'model.nb201.op_bn_affine'" in _error(ml_collections.ConfigDict(raw))

@@ -1,4 +1,5 @@
-"""search.credit_baseline and search.zero_op_credit inside the search step."""
+"""search.credit_baseline, search.zero_op_credit and search.credit_batchnorm inside the
+search step."""
 
 from __future__ import annotations
 
@@ -70,3 +71,31 @@ def test_with_the_papers_zero_credit_the_same_samples_move_the_logits(tmp_path):
   before, after = _alpha_before_and_after_sampling_none("zero", tmp_path)
   # Credit 0 minus a positive baseline: the sampled `none` gains.
   assert np.all(after[:, 0] > before[:, 0])
+
+
+def _alpha_step(credit_batchnorm: str, alpha_data: str, workdir) -> trainer.Searcher:
+  """A searcher after three search steps (baseline off, so alpha moves by the raw credit;
+  Adam's first step moves each logit by +-lr whatever the credit's size, later ones
+  depend on it)."""
+  cfg = _nb201_config(credit_batchnorm=credit_batchnorm, alpha_data=alpha_data,
+                      credit_baseline="none", zero_op_credit="zero")
+  searcher = _searcher(cfg, workdir)
+  searcher.run()
+  return searcher
+
+
+def test_credit_with_moving_statistics_differs_from_the_batch_statistics_credit(tmp_path):
+  batch = _alpha_step("batch", "same", tmp_path / "batch").arch.alpha.numpy()
+  moving = _alpha_step("moving", "same", tmp_path / "moving").arch.alpha.numpy()
+  assert not np.array_equal(batch, moving)
+
+
+def test_moving_statistics_credit_pass_leaves_the_bn_statistics_as_training_set_them(tmp_path):
+  # With alpha_data="same", "moving" adds an inference-mode pass on the weights' batch:
+  # the BN moving statistics must equal those of a "batch" run, which has no second pass.
+  stats = []
+  for mode in ("batch", "moving"):
+    searcher = _alpha_step(mode, "same", tmp_path / mode)
+    stats.append([v.numpy() for v in searcher.supernet.non_trainable_variables])
+  for a, b in zip(*stats):
+    np.testing.assert_array_equal(a, b)

@@ -350,3 +350,32 @@ def test_per_cell_child_with_searched_weights_equals_the_supernet(per_cell):
   images = _images(2, seed=5)
   np.testing.assert_allclose(child(images, training=False).numpy(),
                              supernet(images, z, training=False).numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------- model.nb201.op_bn_affine
+
+
+def _op_batchnorms(model) -> list:
+  return [layer.bn for layer in model._flatten_layers()
+          if isinstance(layer, nb201.ReluConvBn) and layer.name.startswith("cell")]
+
+
+def test_op_bn_affine_false_normalises_without_scale_or_shift_in_supernet_and_child():
+  cfg = _config()
+  cfg.model.nb201.op_bn_affine = False
+  space = get_space(cfg)
+  supernet = space.build_supernet()
+  edge_ops = [op for block in supernet.choice_blocks for op in block.ops
+              if isinstance(op, nb201.ReluConvBn)]
+  assert edge_ops and all(not op.bn.scale and not op.bn.center for op in edge_ops)
+  assert all(len(op.bn.trainable_weights) == 0 for op in edge_ops)
+  # The reductions between stages keep NAS-Bench-201's affine BN.
+  assert all(r.conv_a.bn.scale for r in supernet.reductions)
+  choices = nb201.genotype_from_string(ALL_CONV3)
+  child = space.build_child(supernet, choices)
+  child_bns = _op_batchnorms(child)
+  assert child_bns and all(not bn.scale and not bn.center for bn in child_bns)
+  images = _images(3, seed=6)
+  np.testing.assert_allclose(child(images, training=False).numpy(),
+                             supernet(images, tf.one_hot(choices, len(NAMES)),
+                                      training=False).numpy(), atol=1e-5)

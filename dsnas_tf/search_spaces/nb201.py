@@ -50,6 +50,7 @@ class Nb201Spec:
   sharing: str
   bn_epsilon: float
   bn_momentum: float
+  op_bn_affine: bool
   mean: tuple[float, float, float]
   std: tuple[float, float, float]
 
@@ -65,7 +66,7 @@ class Nb201Spec:
     return cls(image_size=cfg.data.image_size, num_classes=cfg.data.num_classes,
                channels=n.channels, cells_per_stage=n.cells_per_stage, sharing=n.sharing,
                bn_epsilon=cfg.model.bn_epsilon, bn_momentum=cfg.model.bn_momentum,
-               mean=tuple(cfg.data.mean), std=tuple(cfg.data.std))
+               op_bn_affine=n.op_bn_affine, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std))
 
   @property
   def num_cells(self) -> int:
@@ -172,13 +173,15 @@ class ZeroOp(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dsnas_tf")
 class ReluConvBn(keras.layers.Layer):
-  """NAS-Bench-201's ReLUConvBN: ReLU, a bias-free k x k convolution, affine BatchNorm."""
+  """NAS-Bench-201's ReLUConvBN: ReLU, a bias-free k x k convolution, BatchNorm (affine
+  unless `affine=False`: then it only normalises, without a learnt scale and shift)."""
 
   def __init__(self, out_channels: int, kernel_size: int, stride: int = 1,
-               bn_epsilon: float = 1e-2, bn_momentum: float = 0.9, **kwargs):
+               bn_epsilon: float = 1e-2, bn_momentum: float = 0.9, affine: bool = True,
+               **kwargs):
     super().__init__(**kwargs)
     self.out_channels, self.kernel_size, self.stride = out_channels, kernel_size, stride
-    self.bn_epsilon, self.bn_momentum = bn_epsilon, bn_momentum
+    self.bn_epsilon, self.bn_momentum, self.affine = bn_epsilon, bn_momentum, affine
     # PyTorch pads k // 2 on every side. "same" does that at stride 1 (odd k) but at stride
     # 2 on an even size pads only bottom and right, which shifts the sampling grid.
     self.pad = keras.layers.ZeroPadding2D(kernel_size // 2) if stride > 1 else None
@@ -186,7 +189,7 @@ class ReluConvBn(keras.layers.Layer):
                                     padding="valid" if stride > 1 else "same", use_bias=False,
                                     name="conv")
     self.bn = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
-                                              name="bn")
+                                              center=affine, scale=affine, name="bn")
 
   def build(self, input_shape):
     shape = tuple(input_shape)
@@ -211,7 +214,8 @@ class ReluConvBn(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(out_channels=self.out_channels, kernel_size=self.kernel_size,
-                  stride=self.stride, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum)
+                  stride=self.stride, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum,
+                  affine=self.affine)
     return config
 
 
@@ -264,7 +268,8 @@ def make_op(choice: int, channels: int, spec: Nb201Spec, name: str) -> keras.lay
     # TF's SAME average pooling divides by the number of real pixels under the window,
     # PyTorch's count_include_pad=False.
     return keras.layers.AveragePooling2D(3, strides=1, padding="same", name=name)
-  return ReluConvBn(channels, _CONV_KERNELS[op], 1, spec.bn_epsilon, spec.bn_momentum, name=name)
+  return ReluConvBn(channels, _CONV_KERNELS[op], 1, spec.bn_epsilon, spec.bn_momentum,
+                    affine=spec.op_bn_affine, name=name)
 
 
 def choice_of_op(layer: keras.layers.Layer) -> int:

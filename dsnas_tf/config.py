@@ -165,9 +165,8 @@ def default_config() -> ml_collections.ConfigDict:
   # one seed diverge within the first step at CIFAR-scale widths, because the result of
   # the backward pass depends on the order in which independent ops happen to run; "on"
   # makes the search step 16% slower at the CIFAR scale and ~30% at a reduced ImageNet
-  # scale. On a CPU, where searches are
-  # experiments reported per seed, that is the default's price for a seed that means
-  # something; on a GPU the default keeps TF's speed.
+  # scale. On a CPU, where searches are experiments reported per seed, that is the
+  # default's price for a seed that means something; on a GPU the default keeps TF's speed.
   c.distribute.determinism = "auto"
 
   c.checkpoint = ml_collections.ConfigDict()

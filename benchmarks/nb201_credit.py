@@ -62,9 +62,10 @@ def mean_credits(searcher: trainer.Searcher, batches: int, seed: int, batchnorm:
     if context is not None:
       chosen = np.where(np.arange(blocks) == edge, chosen, context)
     dl_dz, loss = credit(images, labels, tf.one_hot(chosen, choices))
+    dl_dz, loss = dl_dz.numpy(), float(loss)
     for b, k in enumerate(chosen):
-      values[b][k].append(dl_dz.numpy()[b, k])
-      losses[b][k].append(float(loss))
+      values[b][k].append(dl_dz[b, k])
+      losses[b][k].append(loss)
   mean = np.array([[np.mean(v) if v else np.nan for v in row] for row in values])
   stderr = np.array([[np.std(v, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
                       for v in row] for row in values])

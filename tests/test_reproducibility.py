@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +25,8 @@ from dsnas_tf import config as config_lib
 from dsnas_tf import distribute as distribute_lib
 from dsnas_tf import workdir as workdir_lib
 from tests.conftest import REPO, tiny_config
-from tests.test_resume import checkpoint_paths, search_env, write_image_folder
+from tests.test_resume import (Interruption, checkpoint_paths, interrupt, search_env,
+                               write_image_folder)
 
 WIDE = ("--config.model.spos.stage_channels=(64, 160, 320, 640)",
         "--config.model.spos.last_channels=1024")
@@ -62,17 +62,9 @@ def wide_runs(tmp_path_factory) -> dict[str, str]:
   dirs = {name: str(root / name) for name in ("first", "second", "killed")}
   procs = {name: start(wide_search_args(d, folder), d + ".log") for name, d in dirs.items()}
   try:
-    killed = procs["killed"]
-    deadline = time.monotonic() + 900
-    while len(checkpoint_paths(dirs["killed"])) < 2:
-      if killed.poll() is not None:
-        wait_ok(killed, dirs["killed"] + ".log")
-        pytest.fail("the search to kill ended before its second checkpoint")
-      if time.monotonic() > deadline:
-        pytest.fail("the search to kill did not reach its second checkpoint in 15 minutes")
-      time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait(timeout=60) == -signal.SIGKILL
+    [killed_code] = interrupt([Interruption(procs["killed"], dirs["killed"], 2, signal.SIGKILL,
+                                            dirs["killed"] + ".log")])
+    assert killed_code == -signal.SIGKILL
     assert not os.path.exists(os.path.join(dirs["killed"], workdir_lib.ARCHITECTURE_FILE))
     rerun = start(wide_search_args(dirs["killed"], folder), dirs["killed"] + ".rerun.log")
     for name in ("first", "second"):

@@ -26,12 +26,13 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
+
+from benchmarks import timing  # noqa: E402
 
 from dsnas_tf.search_spaces.shufflenet import ShuffleUnit  # noqa: E402
 
@@ -72,38 +73,39 @@ def make_steps(batch: int, size: int, channels: int) -> dict[str, tuple[Callable
   }
 
 
-def timed(step: Callable) -> float:
-  start = time.perf_counter()
-  tf.nest.map_structure(lambda t: t.numpy(), step())
-  return time.perf_counter() - start
-
-
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--size", type=int, default=16, help="input height and width")
   parser.add_argument("--channels", type=int, default=80,
                       help="block width (80: a stage-2 block of the reduced ImageNet scale)")
-  parser.add_argument("--rounds", type=int, default=200, help="timed steps per function")
-  args = parser.parse_args()
+  parser.add_argument("--rounds", type=int, default=200, help="timed calls per function")
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
+
+
+def main() -> None:
+  args = parse_args()
   steps = make_steps(args.batch, args.size, args.channels)
-  for pair in steps.values():
-    for step in pair:
-      for _ in range(3):  # Trace, then warm up.
-        timed(step)
+  pairs = {name: (timing.Timed(f"{name}, direct", direct), timing.Timed(f"{name}, case", case))
+           for name, (direct, case) in steps.items()}
+  every = [t for pair in pairs.values() for t in pair]
+  timing.warm_up(every, 3)  # Trace, then warm up.
   print(f"one stride-1 choice block, input {args.batch}x{args.size}x{args.size}x{args.channels}, "
-        f"{NUM_CHOICES} ops, op 0 chosen; {args.rounds} alternating rounds; tf {tf.__version__}")
+        f"{NUM_CHOICES} ops, op 0 chosen; {args.rounds} alternating rounds; tf {tf.__version__}; "
+        f"{timing.machine_line()}")
+  # One call of each per round, so that drift hits all six alike.
+  timing.run_rounds(every, args.rounds, per_round=1)
   print(f"  {'':<20} {'direct ms':>10} {'case ms':>10} {'case - direct, paired ms':>26}")
-  times = {name: [] for name in steps}
-  for _ in range(args.rounds):  # Every round runs all six, so that drift hits all alike.
-    for name, (direct, case) in steps.items():
-      times[name].append((timed(direct), timed(case)))
-  for name, pairs in times.items():
-    d = statistics.median(t for t, _ in pairs)
-    c = statistics.median(t for _, t in pairs)
-    paired = statistics.median(tc - td for td, tc in pairs)
-    print(f"  {name:<20} {1e3 * d:>10.2f} {1e3 * c:>10.2f} {1e3 * paired:>26.2f}")
+  for name, (direct, case) in pairs.items():
+    paired = statistics.median(timing.paired_differences(case, direct))
+    print(f"  {name:<20} {1e3 * direct.median:>10.2f} {1e3 * case.median:>10.2f} "
+          f"{1e3 * paired:>26.2f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ time, so that a load change on a shared machine falls on both alike: in each rou
 worker times `--per_round` search steps (`Searcher.train_step_fn(True)`, Z sampled) and
 `--per_round` plain steps of the fixed child (benchmarks/step_time.py's (b)), then the
 other does. Printed per scale: the median step times of each setting, and on/off as the
-median of the per-round ratios with its distribution-free interval (benchmarks/stats.py).
+median of the per-round ratios with its distribution-free interval (benchmarks/timing.py).
 
 Each worker first checks reproducibility itself: from one saved state it computes the
 search step's gradients (weights and dL/dZ) `--repeats` times on the same batch and Z
@@ -33,12 +33,11 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks import stats  # noqa: E402
+from benchmarks import timing  # noqa: E402
 
 SETTINGS = ("off", "on")
 
@@ -103,20 +102,12 @@ def worker(args: argparse.Namespace) -> None:
     child = list(step_time.PAPER_CHILD)
     search = step_time.search_variants(searcher, iterator, child)[1]  # Z sampled.
     plain = step_time.child_variant(searcher, iterator, child)
-    for v in (search, plain):
-      for _ in range(args.warmup):
-        v.step()
+    timing.warm_up([search, plain], args.warmup)
     print(json.dumps({"ready": True, "mismatches": mismatches,
                       "deterministic": distribute_lib.is_deterministic()}), flush=True)
-    for _ in sys.stdin:
-      out = {}
-      for name, v in (("search", search), ("child", plain)):
-        times = []
-        for _ in range(args.per_round):
-          start = time.perf_counter()
-          v.step()
-          times.append(time.perf_counter() - start)
-        out[name] = statistics.median(times)
+    for _ in sys.stdin:  # One round per line: the parent makes the workers take turns.
+      out = {name: v.run_round(args.per_round) for name, v in (("search", search),
+                                                               ("child", plain))}
       print(json.dumps(out), flush=True)
 
 
@@ -165,12 +156,13 @@ def bench_scale(scale: str, args: argparse.Namespace) -> None:
           f"{med['child']:>14.1f}")
   for step in ("search", "child"):
     ratios = [on[step] / off[step] for on, off in zip(rounds["on"], rounds["off"])]
-    low, high, coverage = stats.median_interval(ratios, args.confidence)
+    low, high, coverage = timing.median_interval(ratios, args.confidence)
     print(f"  {step} step on/off = {statistics.median(ratios):.3f}, {100 * coverage:.0f}% "
           f"interval [{low:.3f}, {high:.3f}]")
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scales", default="cifar,imagenet", help="cifar and/or imagenet")
@@ -186,13 +178,18 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--imagenet_width", type=float, default=0.5)
   parser.add_argument("--worker_scale", help=argparse.SUPPRESS)
   parser.add_argument("--worker_setting", choices=SETTINGS, help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = build_parser()
+  args = parser.parse_args(argv)
   for name in ("rounds", "per_round", "warmup", "repeats"):
     if getattr(args, name) < 1:
       parser.error(f"--{name}={getattr(args, name)} must be at least 1")
-  if not args.worker_scale and args.rounds < stats.min_samples(args.confidence):
+  if not args.worker_scale and args.rounds < timing.min_samples(args.confidence):
     parser.error(f"--rounds={args.rounds} cannot bound a median at --confidence="
-                 f"{args.confidence}: it needs at least {stats.min_samples(args.confidence)}")
+                 f"{args.confidence}: it needs at least {timing.min_samples(args.confidence)}")
   return args
 
 
@@ -202,8 +199,7 @@ def main() -> None:
     worker(args)
     return
   import tensorflow as tf
-  print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), load average "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+  print(f"TensorFlow {tf.__version__}, {timing.machine_line()}")
   for scale in args.scales.split(","):
     if scale not in ("cifar", "imagenet"):
       raise SystemExit(f"error: unknown scale {scale!r}; use cifar and/or imagenet")

@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +42,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf.search_spaces import get_space  # noqa: E402
 from dsnas_tf.search_spaces.shufflenet import PAPER_CHILD  # noqa: E402
@@ -64,8 +64,8 @@ class Format:
   name: str
   size_bytes: int
   runner: verify.Runner
-  single: list[float] = dataclasses.field(default_factory=list)
-  batched: list[float] = dataclasses.field(default_factory=list)
+  single: timing.Timed | None = None
+  batched: timing.Timed | None = None
 
 
 def load_config(relative_path: str) -> ml_collections.ConfigDict:
@@ -121,25 +121,20 @@ def export_formats(child: DerivedChild, out_dir: str, threads: int) -> list[Form
 
 def time_formats(formats: list[Format], single: np.ndarray, batch: np.ndarray, runs: int,
                  warmup: int, per_round: int) -> None:
-  """Median-ready timings: `runs` calls per format and input, alternating formats."""
+  """`runs` timed calls per format and input, formats taking turns."""
   for f in formats:
-    for images in (single, batch):
-      for _ in range(warmup):
-        f.runner(images)
-  while any(len(f.batched) < runs for f in formats):
-    for f in formats:
-      for images, times in ((single, f.single), (batch, f.batched)):
-        for _ in range(min(per_round, runs - len(times))):
-          start = time.perf_counter()
-          f.runner(images)
-          times.append(time.perf_counter() - start)
+    f.single = timing.Timed(f"{f.name}, 1 image", lambda f=f: f.runner(single))
+    f.batched = timing.Timed(f"{f.name}, batch", lambda f=f: f.runner(batch))
+  every = [t for f in formats for t in (f.single, f.batched)]
+  timing.warm_up(every, warmup)
+  timing.run_rounds(every, runs, per_round)
 
 
 def print_table(formats: list[Format]) -> None:
   print(f"  {'format':<16} {'size':>9} {'1 image ms':>11} {f'batch {BATCH} ms':>12} "
         f"{f'img/s @{BATCH}':>10}")
   for f in formats:
-    one, many = statistics.median(f.single), statistics.median(f.batched)
+    one, many = f.single.median, f.batched.median
     print(f"  {f.name:<16} {f.size_bytes / 1e6:>7.2f}MB {1e3 * one:>11.2f} {1e3 * many:>12.1f} "
           f"{BATCH / many:>10.0f}")
 
@@ -163,17 +158,21 @@ def bench_scale(name: str, args: argparse.Namespace) -> None:
   print_table(formats)
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scales", default="cifar,imagenet", help="cifar and/or imagenet")
-  parser.add_argument("--runs", type=int, default=30, help="timed calls per format and input")
-  parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
-  parser.add_argument("--per_round", type=int, default=5,
-                      help="consecutive calls of one format before the next one's turn")
+  timing.add_round_flags(parser, calls=30, warmup=3, per_round=5, unit="call",
+                         intervals=False)
   parser.add_argument("--threads", type=int, default=os.cpu_count(),
                       help="threads for LiteRT and onnxruntime")
-  args = parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = build_parser()
+  args = parser.parse_args(argv)
   for name in args.scales.split(","):
     if name not in CONFIGS:
       parser.error(f"unknown scale {name!r}; allowed: {', '.join(CONFIGS)}")
@@ -182,8 +181,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
   args = parse_args()
-  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU(s), "
-        f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {timing.machine_line()}")
   for name in args.scales.split(","):
     bench_scale(name, args)
 

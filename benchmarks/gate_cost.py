@@ -31,11 +31,11 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 from typing import Callable  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
-from choice_block_overhead import timed  # noqa: E402
+
+from benchmarks import timing  # noqa: E402
 
 from dsnas_tf import choice  # noqa: E402
 
@@ -81,31 +81,35 @@ def make_steps(batch: int) -> dict[str, Callable]:
   }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--rounds", type=int, default=50, help="timed calls per function")
-  args = parser.parse_args()
-  steps = make_steps(args.batch)
-  for step in steps.values():
-    for _ in range(3):  # Trace, then warm up.
-      timed(step)
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
+
+
+def main() -> None:
+  args = parse_args()
+  timed = [timing.Timed(name, step) for name, step in make_steps(args.batch).items()]
+  timing.warm_up(timed, 3)  # Trace, then warm up.
   print(f"Z gating of the 20 block outputs of the reduced ImageNet scale, batch {args.batch}; "
-        f"{args.rounds} alternating rounds; tf {tf.__version__}")
-  times = {name: [] for name in steps}
-  for _ in range(args.rounds):  # Every round runs all of them, so drift hits all alike.
-    for name, step in steps.items():
-      times[name].append(timed(step))
+        f"{args.rounds} alternating rounds; tf {tf.__version__}; {timing.machine_line()}")
+  timing.run_rounds(timed, args.rounds, per_round=1)  # Drift hits all of them alike.
   # Each row against the first row that times the same thing (the text after the colon).
   reference = {}
-  for name, ts in times.items():
-    reference.setdefault(name.split(": ")[1], ts)
+  for t in timed:
+    reference.setdefault(t.label.split(": ")[1], t)
   print(f"  {'':<34} {'median ms':>10} {'minus the first row of its kind, paired ms':>44}")
-  for name, ts in times.items():
-    ref = reference[name.split(": ")[1]]
-    paired = 1e3 * statistics.median(t - r for t, r in zip(ts, ref))
-    print(f"  {name:<34} {1e3 * statistics.median(ts):>10.2f} {paired:>44.2f}")
+  for t in timed:
+    same_kind = reference[t.label.split(": ")[1]]
+    paired = 1e3 * statistics.median(timing.paired_differences(t, same_kind))
+    print(f"  {t.label:<34} {1e3 * t.median:>10.2f} {paired:>44.2f}")
 
 
 if __name__ == "__main__":

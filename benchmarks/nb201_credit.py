@@ -92,7 +92,8 @@ def parse_context(args: argparse.Namespace, searcher: trainer.Searcher
   return cell, names.index(args.edge)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True)
@@ -105,7 +106,15 @@ def main() -> None:
   parser.add_argument("--context", default="",
                       help="a genotype giving every edge but --edge its op")
   parser.add_argument("--edge", default="", help="with --context: the edge sampled, e.g. 0->3")
-  args = parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
+
+
+def main() -> None:
+  args = parse_args()
   cfg = workdir_lib.load_config(args.workdir)
   if cfg.space != "nb201":
     raise SystemExit(f"error: {args.workdir} searched the {cfg.space} space; this script "

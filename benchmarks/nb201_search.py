@@ -36,6 +36,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # For dsnas_tf.
 
+from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf.nb201_table import DEFAULT_COLUMN, Nb201Table  # noqa: E402
 
 CONFIG = "configs/cifar10_nb201_cpu.py"
@@ -85,7 +86,8 @@ def fmt(value: float | None, spec: str) -> str:
   return "-" if value is None else format(value, spec)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--table", required=True, help="the NAS-Bench-201 CSV table")
@@ -102,7 +104,28 @@ def main() -> None:
   parser.add_argument("--workdir_root", default="",
                       help="keep workdirs here (DIR/seed<N>); default: a temporary directory")
   parser.add_argument("--json", default="", help="also write the rows to this JSON file")
-  args = parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  """The flags, with --seeds and every --set key checked before a search starts."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    [int(s) for s in args.seeds.split(",")]
+  except ValueError:
+    parser.error(f"--seeds={args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
+  keys = config_lib.flatten(config_lib.load_config_file(os.path.join(REPO, args.config)))
+  for kv in args.set:
+    key = kv.split("=", 1)[0]
+    if "=" not in kv or key not in keys:
+      parser.error(f"--set {kv!r}: expected KEY=VALUE with a key of {args.config}, "
+                   "e.g. search.alpha_lr=0.003")
+  return args
+
+
+def main() -> None:
+  args = parse_args()
   table = Nb201Table.load(args.table, args.column)  # Fails before any search starts.
   seeds = [int(s) for s in args.seeds.split(",")]
 

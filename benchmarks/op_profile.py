@@ -30,9 +30,10 @@ import glob  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import step_time  # noqa: E402  (also puts the repository on sys.path)
+from benchmarks import step_time  # noqa: E402
+from benchmarks import timing  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
@@ -45,16 +46,16 @@ OpTimes = dict[str, tuple[float, float]]  # op type -> (ms per step, count per s
 PROFILER_MARKERS = frozenset({"StartRegion", "StopRegion", "Record"})
 
 
-def profile_steps(variant: step_time.Variant, steps: int) -> OpTimes:
+def profile_steps(variant: timing.Timed, steps: int) -> OpTimes:
   """Host time and count per op type of `steps` steps of a warmed-up variant."""
   variant.prepare()
   for _ in range(3):
-    variant.step()
+    variant.call()
   space = xplane_pb2.XSpace()
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
     for _ in range(steps):
-      variant.step()
+      variant.call()
     tf.profiler.experimental.stop()
     trace = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
     with open(trace, "rb") as f:
@@ -80,7 +81,8 @@ def cut_to_child(searcher: trainer.Searcher, child) -> None:
     block.ops = [block.ops[choice]]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scales", default="imagenet", choices=("cifar", "imagenet"))
@@ -90,7 +92,15 @@ def main() -> None:
   parser.add_argument("--imagenet_batch", type=int, default=16)
   parser.add_argument("--imagenet_size", type=int, default=128)
   parser.add_argument("--imagenet_width", type=float, default=0.5)
-  args = parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
+
+
+def main() -> None:
+  args = parse_args()
   if args.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
   scale = step_time.make_scales(args)[0]

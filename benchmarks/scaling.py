@@ -43,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import step_time  # noqa: E402  (sets TF_CPP_MIN_LOG_LEVEL, imports TF)
+from benchmarks import timing  # noqa: E402
 
 import keras  # noqa: E402
 import ml_collections  # noqa: E402
@@ -61,7 +62,7 @@ class Setup:
   make_strategy: Callable[[], tf.distribute.Strategy]
   replicas: int
   batch: int
-  variants: list[step_time.Variant] = dataclasses.field(default_factory=list)
+  variants: list[timing.Timed] = dataclasses.field(default_factory=list)
 
   @property
   def per_replica(self) -> int:
@@ -133,20 +134,25 @@ def _baseline(setups: list[Setup], setup: Setup, batch: int, k: int) -> float | 
   return None
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", default="configs/cifar10_spos.py",
                       help="config file of this repository (relative to it)")
   parser.add_argument("--batch", type=int, default=64, help="global batch of the N-replica rows")
   parser.add_argument("--cpus", type=int, default=2, help="logical CPUs, i.e. CPU replicas")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
-  parser.add_argument("--warmup", type=int, default=3,
-                      help="untimed steps per row, the first of which traces")
-  parser.add_argument("--per_round", type=int, default=5,
-                      help="consecutive steps of one row before the next one's turn")
+  timing.add_round_flags(parser, calls=20, warmup=3, per_round=5, intervals=False)
   step_time.add_grappler_flag(parser)
-  return parser.parse_args()
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.per_round < 1:
+    parser.error(f"--per_round={args.per_round} must be at least 1")
+  return args
 
 
 def main() -> None:
@@ -161,9 +167,8 @@ def main() -> None:
   setups = scaling_setups("CPU", cpus, args.batch)
   if gpus:
     setups += scaling_setups("GPU", gpus, args.batch)
-  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU core(s) "
-        f"as {len(cpus)} logical CPU(s), {len(gpus)} GPU(s); load average "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {timing.machine_line()}; "
+        f"{len(cpus)} logical CPU(s), {len(gpus)} GPU(s)")
   print(f"{args.config}: the search step on one fixed random batch, grappler {args.grappler}, "
         f"median of {args.steps} timed steps after {args.warmup} warm-up")
   with tempfile.TemporaryDirectory() as root:
@@ -172,7 +177,7 @@ def main() -> None:
     step_time.time_variants([v for s in setups for v in s.variants], args.steps, args.warmup,
                             args.per_round)
   print_table(setups)
-  print(f"  (load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
+  print(f"  (after: {timing.machine_line()})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/step_time.py
     python benchmarks/step_time.py --steps=20 --warmup=3 --scales=cifar,imagenet \
-        --cifar_batch=64 --imagenet_batch=16 --grappler=on --case_lowering=on
+        --cifar_batch=64 --imagenet_batch=16 --grappler=on
 
 For each scale, every variant trains on the SAME fixed random batch, fed the same way
 (`strategy.experimental_distribute_dataset(Dataset.from_tensors(batch).repeat())`, one
@@ -24,7 +24,7 @@ Targets from the issue: a/b <= 1.05 and c/a >= 3.5. Variants run round-robin,
 all of them alike. Each ratio is printed twice: the ratio of the medians, and the median
 over rounds of the ratio of one round's medians (paired: the steps compared ran moments
 apart, which matters on a VM whose speed drifts), with a distribution-free interval for
-the latter at --confidence (`benchmarks/stats.py`). The verdict is "met" or "NOT met" only
+the latter at --confidence (`benchmarks/timing.py`). The verdict is "met" or "NOT met" only
 when the whole interval lies on one side of the target, else "undecided". It also prints
 c/b: neither (b) nor (c) runs DSNAS code, so c/b is what c/a would be if the search step
 cost exactly what its child's step does, and the line gives the a/b that c/a >= 3.5 needs.
@@ -40,8 +40,6 @@ The CIFAR scale also times the real input pipeline (`data.train_dataset` over th
 JPEG ImageFolder at --cifar_folder, first epoch: decode + augment) against the search
 step's images/s, and the search step fed by that pipeline end to end. `--breakdown` adds
 the cost of each part of the search step (forward, gradient, weight optimizer, alpha).
-`--case_lowering=off` keeps the choice blocks' Case ops as function calls (an experiment
-through a private TF API; the product uses TF's default, lowering to Switch/Merge).
 """
 
 from __future__ import annotations
@@ -66,7 +64,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import stats  # noqa: E402
+from benchmarks import timing  # noqa: E402
 from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
@@ -99,23 +97,6 @@ class Scale:
   cfg: ml_collections.ConfigDict
   batch: int
   description: str
-
-
-@dataclasses.dataclass
-class Variant:
-  """A timed step: `prepare` sets state before a round of its steps; `step` runs one step
-  and returns only once its result is on the host."""
-
-  label: str
-  step: Callable[[], None]
-  prepare: Callable[[], None] = lambda: None
-  times: list[float] = dataclasses.field(default_factory=list)
-  round_medians: list[float] = dataclasses.field(default_factory=list)
-  first_call: float = 0.0
-
-  @property
-  def median(self) -> float:
-    return statistics.median(self.times)
 
 
 # ------------------------------------------------------------------ configs and inputs
@@ -181,7 +162,7 @@ def batch_iterator(strategy: tf.distribute.Strategy, images: np.ndarray, labels:
 # ------------------------------------------------------------------ the steps
 
 
-def search_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[Variant]:
+def search_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[timing.Timed]:
   """(a) and (a'): the product's search step with the child fixed, then sampled."""
   step = searcher.train_step_fn(True)
   arch = searcher.arch
@@ -197,8 +178,8 @@ def search_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) 
   def run() -> None:
     step(iterator)["loss_sum"].numpy()
 
-  return [Variant("(a)  DSNAS search step, child fixed", run, fix),
-          Variant("(a') DSNAS search step, Z sampled", run, unfix)]
+  return [timing.Timed("(a)  DSNAS search step, child fixed", run, fix),
+          timing.Timed("(a') DSNAS search step, Z sampled", run, unfix)]
 
 
 def plain_sgd(cfg: ml_collections.ConfigDict,
@@ -223,7 +204,7 @@ def loss_function(cfg: ml_collections.ConfigDict) -> keras.losses.Loss:
                                               label_smoothing=cfg.search.label_smoothing)
 
 
-def child_variant(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> Variant:
+def child_variant(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> timing.Timed:
   """(b): the static child, a plain GradientTape step with Keras SGD (`plain_sgd`)."""
   cfg = searcher.cfg
   model = searcher.space.build_child(searcher.supernet, child)
@@ -240,10 +221,10 @@ def child_variant(searcher: trainer.Searcher, iterator, child: Sequence[int]) ->
     optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
     return loss
 
-  return Variant("(b)  plain Keras step, static child", lambda: step(iterator).numpy())
+  return timing.Timed("(b)  plain Keras step, static child", lambda: step(iterator).numpy())
 
 
-def all_paths_variant(searcher: trainer.Searcher, iterator) -> Variant:
+def all_paths_variant(searcher: trainer.Searcher, iterator) -> timing.Timed:
   """(c): every op of every block, summed with softmax(alpha) weights (SNAS/DARTS cost)."""
   cfg = searcher.cfg
   net = searcher.supernet
@@ -272,11 +253,11 @@ def all_paths_variant(searcher: trainer.Searcher, iterator) -> Variant:
     alpha_optimizer.apply_gradients([(grads[-1], alpha)])
     return loss
 
-  return Variant(f"(c)  all-paths step, {searcher.space.num_choices} ops x "
+  return timing.Timed(f"(c)  all-paths step, {searcher.space.num_choices} ops x "
                  f"{searcher.space.num_blocks} blocks", lambda: step(iterator).numpy())
 
 
-def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[Variant]:
+def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[timing.Timed]:
   """The search step (child fixed) rebuilt part by part, and the static child likewise,
   so that each row adds one part: forward, gradient, weight optimizer, alpha update."""
   cfg = searcher.cfg
@@ -360,15 +341,15 @@ def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int
     searcher.arch.fixed_choice.assign(np.asarray(child, np.int32))
 
   return [
-      Variant("  child: forward", run(child_fwd)),
-      Variant("  child: forward + gradient", run(child_fwd_bwd)),
-      Variant("  supernet, Z fixed: forward", run(fwd), prepare),
-      Variant("  supernet: forward + gradient (weights, Z)", run(fwd_bwd), prepare),
-      Variant("  supernet: + plain SGD on all supernet vars", run(fwd_bwd_plain_all), prepare),
-      Variant("  supernet: + plain SGD on the child's vars", run(fwd_bwd_plain_child_vars),
+      timing.Timed("  child: forward", run(child_fwd)),
+      timing.Timed("  child: forward + gradient", run(child_fwd_bwd)),
+      timing.Timed("  supernet, Z fixed: forward", run(fwd), prepare),
+      timing.Timed("  supernet: forward + gradient (weights, Z)", run(fwd_bwd), prepare),
+      timing.Timed("  supernet: + plain SGD on all supernet vars", run(fwd_bwd_plain_all), prepare),
+      timing.Timed("  supernet: + plain SGD on the child's vars", run(fwd_bwd_plain_child_vars),
               prepare),
-      Variant("  supernet: + ChosenPathSGD (tf.cond gated)", run(fwd_bwd_gated), prepare),
-      Variant("  search step without alpha: train_step_fn(False)",
+      timing.Timed("  supernet: + ChosenPathSGD (tf.cond gated)", run(fwd_bwd_gated), prepare),
+      timing.Timed("  search step without alpha: train_step_fn(False)",
               lambda: no_alpha(iterator)["loss_sum"].numpy(), fix),
   ]
 
@@ -376,53 +357,18 @@ def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int
 # ------------------------------------------------------------------ timing
 
 
-def time_variants(variants: list[Variant], steps: int, warmup: int, per_round: int) -> None:
-  """Warms each variant up, then times `steps` steps of each, `per_round` at a time in
-  turn, so that a load change on a shared machine hits every variant alike."""
-  for v in variants:
-    v.prepare()
-    start = time.perf_counter()
-    v.step()  # Traces and compiles.
-    v.first_call = time.perf_counter() - start
-    for _ in range(max(0, warmup - 1)):
-      v.step()
-  while any(len(v.times) < steps for v in variants):
-    for v in variants:
-      v.prepare()
-      this_round = []
-      for _ in range(min(per_round, steps - len(v.times))):
-        start = time.perf_counter()
-        v.step()
-        this_round.append(time.perf_counter() - start)
-      v.times.extend(this_round)
-      v.round_medians.append(statistics.median(this_round))
+def time_variants(variants: list[timing.Timed], steps: int, warmup: int, per_round: int) -> None:
+  """Warms each variant up, then times `steps` steps of each in round-robin rounds."""
+  timing.warm_up(variants, warmup)
+  timing.run_rounds(variants, steps, per_round)
 
 
-def paired_ratios(x: Variant, y: Variant) -> list[float]:
-  """x's round median / y's, one per round: on a machine whose speed drifts, each ratio
-  compares steps taken moments apart."""
-  return [p / q for p, q in zip(x.round_medians, y.round_medians)]
-
-
-def print_table(variants: list[Variant], batch: int) -> None:
+def print_table(variants: list[timing.Timed], batch: int) -> None:
   print(f"  {'variant':<52} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'img/s':>8}"
         f" {'1st call s':>10}")
   for v in variants:
     print(f"  {v.label:<52} {1e3 * v.median:>10.1f} {1e3 * min(v.times):>8.1f}"
           f" {1e3 * max(v.times):>8.1f} {batch / v.median:>8.1f} {v.first_call:>10.1f}")
-
-
-def verdict(name: str, x: Variant, y: Variant, target: float, at_most: bool,
-            confidence: float) -> str:
-  """x/y as the ratio of medians and as the median of the per-round ratios, with the
-  order-statistic interval of the latter, and whether that interval decides the target."""
-  rounds = paired_ratios(x, y)
-  low, high, coverage = stats.median_interval(rounds, confidence)
-  sign = "<=" if at_most else ">="
-  return (f"{name} = {x.median / y.median:.2f}, paired per round "
-          f"{statistics.median(rounds):.2f}, {100 * coverage:.0f}% interval [{low:.2f}, "
-          f"{high:.2f}] over {len(rounds)} rounds: "
-          f"{stats.decide(low, high, target, at_most)} (target {sign} {target})")
 
 
 def ceiling_line(table: MacTable, child: Sequence[int], c_over_b: float, paired: float) -> str:
@@ -462,7 +408,7 @@ def pipeline_rate(cfg: ml_collections.ConfigDict, folder: str, batch: int,
 
 
 def end_to_end_variant(searcher: trainer.Searcher, cfg: ml_collections.ConfigDict, folder: str,
-                       child: Sequence[int]) -> Variant:
+                       child: Sequence[int]) -> timing.Timed:
   """(a) fed by the real pipeline instead of the fixed batch (same compiled step)."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.data.folder = folder
@@ -470,7 +416,7 @@ def end_to_end_variant(searcher: trainer.Searcher, cfg: ml_collections.ConfigDic
   ds = data_lib.train_dataset(source, cfg, batch_size=searcher.global_batch, epoch=0)
   iterator = iter(searcher.strategy.experimental_distribute_dataset(ds))
   fix, _ = search_variants(searcher, iterator, child)
-  return Variant("(a)  fed by train_dataset (JPEG folder)", fix.step, fix.prepare)
+  return timing.Timed("(a)  fed by train_dataset (JPEG folder)", fix.call, fix.prepare)
 
 
 # ------------------------------------------------------------------ main
@@ -491,7 +437,7 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     mmacs = searcher.mac_table.child_macs(child) / 1e6
     print(f"\n== {scale.description}")
     print(f"   batch {scale.batch} (one fixed random batch), {strategy.num_replicas_in_sync} "
-          f"replica(s), grappler {args.grappler}, case lowering {args.case_lowering}; "
+          f"replica(s), grappler {args.grappler}; "
           f"child {child} = {mmacs:.1f}M MACs/image; "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     search = search_variants(searcher, iterator, child)
@@ -501,12 +447,12 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
     time_variants(variants, args.steps, args.warmup, args.per_round)
     print_table(variants, scale.batch)
     a, b, c = search[0].median, plain.median, all_paths.median
-    print("  " + verdict("a/b", search[0], plain, TARGET_A_OVER_B, at_most=True,
-                         confidence=args.confidence))
-    print("  " + verdict("c/a", all_paths, search[0], TARGET_C_OVER_A, at_most=False,
-                         confidence=args.confidence))
+    print("  " + timing.ratio_line("a/b", search[0], plain, args.confidence,
+                                   TARGET_A_OVER_B, at_most=True))
+    print("  " + timing.ratio_line("c/a", all_paths, search[0], args.confidence,
+                                   TARGET_C_OVER_A, at_most=False))
     print(f"  a'/a = {search[1].median / a:.2f}  (sampled children differ from the fixed one)")
-    c_over_b_paired = statistics.median(paired_ratios(all_paths, plain))
+    c_over_b_paired = statistics.median(timing.paired_ratios(all_paths, plain))
     print("  " + ceiling_line(searcher.mac_table, child, c / b, c_over_b_paired))
 
     if scale.name == "cifar":
@@ -519,7 +465,7 @@ def bench_scale(scale: Scale, args: argparse.Namespace) -> None:
 
 
 def bench_pipeline(searcher: trainer.Searcher, cfg: ml_collections.ConfigDict, batch: int,
-                   child: Sequence[int], search: Variant, args: argparse.Namespace) -> None:
+                   child: Sequence[int], search: timing.Timed, args: argparse.Namespace) -> None:
   """The input pipeline alone against the search step, and both together."""
   result = pipeline_rate(cfg, args.cifar_folder, batch, args.pipeline_batches)
   if result is None:
@@ -556,42 +502,11 @@ def apply_grappler_flag(args: argparse.Namespace) -> None:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
-def add_case_lowering_flag(parser: argparse.ArgumentParser) -> None:
-  """--case_lowering=on|off: whether the choice blocks' switch_case is lowered."""
-  parser.add_argument("--case_lowering", choices=("on", "off"), default="on",
-                      help="off: keep each choice block's Case op a function call instead "
-                           "of TF's default lowering to Switch/Merge (private TF API, "
-                           "benchmark only)")
-
-
-def apply_case_lowering_flag(args: argparse.Namespace) -> None:
-  """With --case_lowering=off, replaces `tf.switch_case` for this process by TF's own
-  implementation called with lower_using_switch_merge=False.
-
-  The public API has no such option; this experiment measures whether the product should
-  want one (README, Speed). Only `ChoiceBlock` calls `tf.switch_case` in these steps.
-  """
-  if args.case_lowering == "on":
-    return
-  from tensorflow.python.ops import control_flow_switch_case  # Private: see the docstring.
-
-  def unlowered_switch_case(branch_index, branch_fns, default=None, name="switch_case"):
-    return control_flow_switch_case._indexed_case_helper(
-        branch_fns, default, branch_index, name, lower_using_switch_merge=False)
-
-  tf.switch_case = unlowered_switch_case
-
-
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+  """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
-  parser.add_argument("--warmup", type=int, default=3,
-                      help="untimed steps per variant, the first of which traces")
-  parser.add_argument("--per_round", type=int, default=2,
-                      help="consecutive steps of one variant before the next one's turn")
-  parser.add_argument("--confidence", type=float, default=0.9,
-                      help="coverage of the interval of each paired ratio's median")
+  timing.add_round_flags(parser, calls=20, warmup=3, per_round=2)
   parser.add_argument("--scales", default="cifar,imagenet", help="cifar and/or imagenet")
   parser.add_argument("--cifar_batch", type=int, default=64)
   parser.add_argument("--imagenet_batch", type=int, default=16)
@@ -609,26 +524,20 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--breakdown", action="store_true",
                       help="also time the search step part by part (child fixed)")
   add_grappler_flag(parser)
-  add_case_lowering_flag(parser)
-  args = parser.parse_args()
-  if args.per_round < 1:
-    parser.error(f"--per_round={args.per_round} must be at least 1")
-  if not 0 < args.confidence < 1:
-    parser.error(f"--confidence={args.confidence} must be in (0, 1)")
-  rounds = -(-args.steps // args.per_round)
-  if rounds < stats.min_samples(args.confidence):
-    parser.error(f"--steps={args.steps} with --per_round={args.per_round} gives {rounds} rounds;"
-                 f" --confidence={args.confidence} needs at least "
-                 f"{stats.min_samples(args.confidence)}")
+  return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  timing.check_rounds(parser, args.steps, args.per_round, args.confidence)
   return args
 
 
 def main() -> None:
   args = parse_args()
   apply_grappler_flag(args)
-  apply_case_lowering_flag(args)
-  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU(s), "
-        f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {timing.machine_line()}")
   for scale in make_scales(args):
     bench_scale(scale, args)
 

@@ -65,7 +65,7 @@ def gate(y: tf.Tensor, z_chosen: tf.Tensor) -> tf.Tensor:
   dL/d(output): both are returned as they are, without the two elementwise passes over the
   block's output (and the second copy of it kept for the backward pass) that a literal
   product costs: about 8 ms of an 800 ms step at the reduced ImageNet scale, batch 64
-  (`benchmarks/gate_cost.py`, README, Speed).
+  (`benchmarks/gate_cost.py`, docs/benchmarks.md).
 
   What the gate adds is the credit dL/dz_chosen = sum(dL/dy * y) over every element of the
   batch (Eq. 6). BatchNorm after the block makes it a small difference of large terms, so

@@ -54,7 +54,7 @@ class ChosenPathSGD(keras.optimizers.SGD):
 
     Slicing the variable in every `update_step` would add a read and a slice to the graph
     for each of the supernet's ~1,000 variables; the executor runs each of those nodes every
-    step, whether or not the op ran (`benchmarks/op_profile.py` counts them; README, Speed).
+    step, whether or not the op ran (`benchmarks/op_profile.py` counts them; docs/benchmarks.md).
     """
     if tf.executing_eagerly():
       return tf.unstack(tf.reshape(self.active_choices, [-1]))

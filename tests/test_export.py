@@ -1,5 +1,5 @@
 """Deployment (issue #4): the derived child, the exported artefacts, their parity, the
-README's serving examples, and exports that must fail without writing anything."""
+docs/deployment.md's serving examples, and exports that must fail without writing anything."""
 
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ SEARCH = {"search.epochs": 1, "search.steps_per_epoch": 300, "search.batch_size"
 # fixed child trains alone for the other 150, as a DSNAS run ends. Left unfixed, the
 # argmax child of so short a search scored 27.7%, 100% and 54.3% on the test images for
 # seeds 0-2 (7.4-91.8% at lr 0.2), and the near-tied logits of a poor child made the int8
-# check fail on one CPU and pass on another.
-SPACES = {"spos": {}, "nb201": {"space": "nb201", "model.nb201.channels": 4,
+# check fail on one CPU and pass on another. 8 channels, not 4: with 4, int8 rounding
+# flipped 5 of the 256 top-1 predictions of a child whose float32 top-1 was 100% on an
+# AVX-512 CPU (1.95 points, over the 1.5 target), a network too narrow for int8.
+SPACES = {"spos": {}, "nb201": {"space": "nb201", "model.nb201.channels": 8,
                                 "model.nb201.cells_per_stage": 1, "search.epochs": 2,
                                 "search.steps_per_epoch": 150, "search.early_stop_h": 0.001}}
 # 256 test images: one int8 top-1 flip moves accuracy by 0.39 points, well inside 1.5.
@@ -345,33 +347,34 @@ def test_onnx_is_converted_from_the_saved_model_serving_default_signature(spos, 
   assert set(outputs) == set(served.signatures["serving_default"].structured_outputs)
 
 
-# ---------------------------------------------------------------- README examples
+# ---------------------------------------------------------------- documented examples
 
 
-def _readme_block(marker: str) -> str:
-  """The code block of the README's Deployment section whose first line has `marker`."""
-  with open(os.path.join(REPO, "README.md")) as f:
+DEPLOYMENT_DOC = os.path.join(REPO, "docs", "deployment.md")
+
+
+def _doc_block(marker: str) -> str:
+  """The code block of docs/deployment.md whose first line has `marker`."""
+  with open(DEPLOYMENT_DOC) as f:
     text = f.read()
-  section = text[text.index("\n## Deployment"):]
-  section = section[:section.index("\n## ", 1)]
-  blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+  blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
   matches = [b for b in blocks if marker in b.splitlines()[0]]
-  assert len(matches) == 1, f"README Deployment section: {len(matches)} blocks for {marker!r}"
+  assert len(matches) == 1, f"docs/deployment.md: {len(matches)} blocks for {marker!r}"
   return matches[0]
 
 
-def _run_readme_block(marker: str, export_dir: str, image_path: str) -> tuple[dict, str]:
-  """Executes a README Python example with its paths pointed at this test's files;
+def _run_doc_block(marker: str, export_dir: str, image_path: str) -> tuple[dict, str]:
+  """Executes a documented Python example with its paths pointed at this test's files;
   returns its namespace and what it printed."""
-  code = _readme_block(marker)
+  code = _doc_block(marker)
   code, n_dir = re.subn(r'^export_dir = ".*"$', f"export_dir = {export_dir!r}", code, flags=re.M)
   code, n_image = re.subn(r'^image_path = ".*"$', f"image_path = {image_path!r}", code,
                           flags=re.M)
-  assert n_dir == n_image == 1, "the README example no longer sets export_dir and image_path"
+  assert n_dir == n_image == 1, "the documented example no longer sets export_dir and image_path"
   namespace: dict = {}
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    exec(compile(code, f"README:{marker}", "exec"), namespace)
+    exec(compile(code, f"docs/deployment.md:{marker}", "exec"), namespace)
   return namespace, out.getvalue()
 
 
@@ -389,25 +392,25 @@ def _printed_label_is_a_class_name(printed: str, spos: Exported) -> None:
   assert label in spos.searcher.source.class_names and 0 < float(probability) <= 1
 
 
-def test_readme_litert_example_runs_the_int8_model_on_a_png(spos, image_file):
+def test_documented_litert_example_runs_the_int8_model_on_a_png(spos, image_file):
   path, pixels = image_file
-  namespace, printed = _run_readme_block("LiteRT", spos.export_dir, path)
+  namespace, printed = _run_doc_block("LiteRT", spos.export_dir, path)
   _printed_label_is_a_class_name(printed, spos)
   runner = verify.tflite_runner(os.path.join(spos.export_dir, "model_int8.tflite"))
   np.testing.assert_array_equal(namespace["probabilities"], runner(pixels[None])[0])
 
 
-def test_readme_onnxruntime_example_matches_the_keras_child(spos, image_file):
+def test_documented_onnxruntime_example_matches_the_keras_child(spos, image_file):
   path, pixels = image_file
-  namespace, printed = _run_readme_block("onnxruntime", spos.export_dir, path)
+  namespace, printed = _run_doc_block("onnxruntime", spos.export_dir, path)
   _printed_label_is_a_class_name(printed, spos)
   expected = verify.keras_runner(spos.child.model)(pixels[None])
   np.testing.assert_allclose(namespace["probabilities"], expected, atol=1e-4)
 
 
-def test_readme_tensorflow_example_reads_bytes_like_the_pixel_signature(spos, served, image_file):
+def test_documented_tensorflow_example_reads_bytes_like_the_pixel_signature(spos, served, image_file):
   path, pixels = image_file
-  namespace, printed = _run_readme_block("TensorFlow", spos.export_dir, path)
+  namespace, printed = _run_doc_block("TensorFlow", spos.export_dir, path)
   _printed_label_is_a_class_name(printed, spos)
   expected = served.signatures["serving_default"](images=tf.constant(pixels[None]))
   np.testing.assert_allclose(namespace["outputs"]["probabilities"], expected["probabilities"],
@@ -431,12 +434,12 @@ def _tf_serving_predict(served, body: dict) -> dict:
   return json.loads(json.dumps({"predictions": rows}))
 
 
-def test_readme_rest_requests_get_the_documented_response_from_both_signatures(
+def test_documented_rest_requests_get_the_documented_response_from_both_signatures(
     spos, served, image_file):
   path, _ = image_file
   namespace: dict = {}
-  exec(compile(_readme_block("rest_requests.py"), "README:rest_requests.py", "exec"), namespace)
-  documented = json.loads(_readme_block("predictions"))["predictions"][0]
+  exec(compile(_doc_block("rest_requests.py"), "docs/deployment.md:rest_requests.py", "exec"), namespace)
+  documented = json.loads(_doc_block("predictions"))["predictions"][0]
   responses = [_tf_serving_predict(served, json.loads(json.dumps(body)))
                for body in (namespace["pixels_request"](path), namespace["bytes_request"](path))]
   for response in responses:

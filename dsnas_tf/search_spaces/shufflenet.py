@@ -152,7 +152,7 @@ class ShuffleUnit(keras.layers.Layer):
     # Channel shuffle + split: even channels pass through, odd ones enter the main branch.
     # Written as a reshape to channel pairs and an unstack rather than x[..., 0::2] and
     # x[..., 1::2]: on CPU those strided slices and their gradients (which zero-fill the
-    # whole input) were a fifth of a profiled search step (README, Speed).
+    # whole input) were a fifth of a profiled search step (docs/benchmarks.md).
     pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.in_channels // 2, 2]], 0))
     passthrough, x = tf.unstack(pairs, axis=-1)
     return tf.concat([passthrough, self.main(x, training=training)], -1)

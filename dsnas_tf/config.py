@@ -136,6 +136,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.flops_loss_coef = 0.0  # 0 disables the FLOPs-aware term.
   c.search.flops_target_mmacs = 330.0  # Whole-child MACs (millions) above which it acts.
   c.search.eval_every = 0  # Epochs between test-split evaluations (0 = only at the end).
+  # A child to train instead of searching, one choice per block (() = search): every block
+  # is fixed from the first step and alpha never moves, so the same loop, recipe and budget
+  # train a hand-picked or random child (benchmarks/cifar_search.py --baseline).
+  c.search.fixed_child = ()
   c.search.log_every_steps = 20  # TensorBoard scalars cadence.
 
   c.eval = ml_collections.ConfigDict()
@@ -308,6 +312,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         "config key 'search.zero_op_credit' is 'baseline'; it needs "
         f"search.credit_baseline='moving_average' (it is {cfg.search.credit_baseline!r})")
+  _check_fixed_child(cfg)
   if cfg.space == "nb201" and cfg.data.image_size % 4:
     raise ConfigError(
         f"config key 'data.image_size' is {cfg.data.image_size}; the nb201 space halves it "
@@ -322,6 +327,25 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
           f"config key 'model.spos.strides' is {tuple(cfg.model.spos.strides)}; with "
           f"data.image_size={cfg.data.image_size} the last stage must see at least 4x4 and the "
           f"size must divide by the total stride {total_stride}")
+
+
+def num_choice_rows(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(rows of alpha, choices per row) of the configured space, without building it."""
+  if cfg.space == "spos":
+    return sum(cfg.model.spos.stage_repeats), 4
+  cells = 3 * cfg.model.nb201.cells_per_stage
+  return (6 if cfg.model.nb201.sharing == "shared" else 6 * cells), 5
+
+
+def _check_fixed_child(cfg: ml_collections.ConfigDict) -> None:
+  child = tuple(cfg.search.fixed_child)
+  if not child:
+    return
+  rows, choices = num_choice_rows(cfg)
+  if len(child) != rows or not all(_is_int(c) and 0 <= c < choices for c in child):
+    raise ConfigError(
+        f"config key 'search.fixed_child' is {child}; it must be () or {rows} integers in "
+        f"[0, {choices - 1}], one choice per block of the {cfg.space} space")
 
 
 def validate_replicas(cfg: ml_collections.ConfigDict, num_replicas: int) -> None:

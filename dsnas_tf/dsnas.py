@@ -31,6 +31,13 @@ class ArchitectureState(tf.Module):
     self.fixed_epoch = tf.Variable(-tf.ones([num_blocks], tf.int32), trainable=False,
                                    name="fixed_epoch")
 
+  def fix_all(self, choices: np.ndarray | list[int]) -> None:
+    """Fixes every block to `choices` before any epoch (fixed_epoch -1): no block is
+    searched, so the loop trains that child (`search.fixed_child`)."""
+    self.fixed.assign(np.ones(self.fixed.shape, bool))
+    self.fixed_choice.assign(np.asarray(choices, np.int32))
+    self.fixed_epoch.assign(-np.ones(self.fixed.shape, np.int32))
+
   def probabilities(self) -> tf.Tensor:
     """softmax(alpha) per block, as float32."""
     return tf.nn.softmax(tf.cast(self.alpha, tf.float32), axis=-1)

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import random
 import signal
+import statistics
 import sys
 import time
 from typing import Callable, Iterator, NoReturn
@@ -40,6 +41,13 @@ class EvalResult:
   top1: float  # Percent.
   top5: float
   images: int
+
+
+def _clock(seconds: float) -> str:
+  """h:mm:ss, as the progress bar shows times."""
+  minutes, secs = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class Preempted(Exception):
@@ -146,6 +154,8 @@ class Searcher:
       self.arch = dsnas.ArchitectureState(
           self.space.num_blocks, self.space.num_choices, cfg.search.alpha_init_mean,
           cfg.search.alpha_init_std, cfg.seed)
+      if cfg.search.fixed_child:
+        self.arch.fix_all(list(cfg.search.fixed_child))  # A checkpoint restores the same.
       self.credit_baseline = dsnas.CreditBaseline(self.space.num_blocks)
       self.weight_optimizer = ChosenPathSGD(
           learning_rate_schedule(cfg, self.steps_per_epoch), momentum=cfg.search.momentum,
@@ -187,6 +197,7 @@ class Searcher:
     self.epoch_metrics: dict[str, float] = {}
     self._eval_step = None
     self._preempted = False
+    self._epoch_seconds: list[float] = []  # This process's epochs, tracing left out.
 
   # ---------------------------------------------------------------- the DSNAS step
 
@@ -554,6 +565,7 @@ class Searcher:
 
   def _run_epoch(self, epoch: int) -> None:
     cfg = self.cfg
+    epoch_start = time.perf_counter()
     start_step = int(self.state.step_in_epoch.numpy())
     update_alpha = epoch >= cfg.search.pretrain_epochs and not bool(np.all(self.arch.fixed))
     step_fn = self.train_step_fn(update_alpha)
@@ -562,13 +574,13 @@ class Searcher:
         "pre-train (alpha frozen)" if epoch < cfg.search.pretrain_epochs else "train fixed child")
     self.log(f"epoch {epoch + 1}/{cfg.search.epochs}: {phase}, "
              f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
-    # Every worker would print the same all-reduced numbers: only the chief shows them.
-    progress = keras.utils.Progbar(self.steps_per_epoch, interval=0.5 if sys.stdout.isatty() else 30,
-                                   verbose=1 if self.is_chief else 0,
-                                   stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
+    progress = None
+    tracing_s = 0.0  # The first step's time where it traced the step function.
     window_start, window_images = None, 0.0
     totals = np.zeros(3)  # Loss sum, correct, count over the epoch (this run's part of it).
     for step in range(start_step, self.steps_per_epoch):
+      traces = step_fn.experimental_get_tracing_count()
+      step_start = time.perf_counter()
       try:
         # A tensor, not a Python bool: True and False run the same traced step.
         out = step_fn(iterator, tf.constant(self._preempted))
@@ -579,16 +591,22 @@ class Searcher:
       count = float(out["count"])
       loss, acc = float(out["loss_sum"]) / count, float(out["correct"]) / count
       totals += (float(out["loss_sum"]), float(out["correct"]), count)
-      # Throughput from the second step on: the first one includes tracing the step.
-      if window_start is None:
-        window_start = time.perf_counter()
-        rate = 0.0
+      if progress is None:
+        # The epoch's first step stays out of the bar, its rate and its ETA: where it traced
+        # the step it took minutes, and an ETA from it would be off by as much.
+        first_step_s = time.perf_counter() - step_start
+        if step_fn.experimental_get_tracing_count() > traces:
+          tracing_s = first_step_s
+          self.log(f"epoch {epoch + 1}: first step {first_step_s:.1f} s (tracing and graph "
+                   f"optimisation); the bar counts the other {self.steps_per_epoch - step - 1} "
+                   "steps")
+        progress = self._progress_bar(self.steps_per_epoch - step - 1)
+        window_start, rate = time.perf_counter(), 0.0
       else:
         window_images += count
         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-      # The bar shows no images/s before there is a rate (the second step).
-      progress.update(step + 1, values=[("loss", loss), ("acc", acc)]
-                      + ([("img/s", rate)] if rate else []))
+        progress.update(step - start_step, values=[("loss", loss), ("acc", acc),
+                                                   ("img/s", rate)])
       self.state.step_in_epoch.assign(step + 1)
       global_step = int(self.weight_optimizer.iterations.numpy())
       if global_step % cfg.search.log_every_steps == 0:
@@ -599,13 +617,37 @@ class Searcher:
       if cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0:
         self.manager.save(checkpoint_number=global_step)
     if totals[2]:
-      self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2]}
-      self.log(f"epoch {epoch + 1}: supernet train loss {self.epoch_metrics['loss']:.4f}, "
-               f"accuracy {self.epoch_metrics['accuracy']:.2f}% (sampled children), "
-               f"{rate:.1f} img/s")
+      self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2],
+                            "img/s": rate}
       tf.summary.scalar("epoch/train_loss", self.epoch_metrics["loss"], step=epoch + 1)
       tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
-    self._end_epoch(epoch, update_alpha)
+    test = self._end_epoch(epoch, update_alpha)
+    # Tracing is a one-off: the ETA of the epochs to come leaves it out.
+    self._epoch_seconds.append(time.perf_counter() - epoch_start - tracing_s)
+    self._log_epoch_summary(epoch, test)
+
+  def _progress_bar(self, steps: int) -> keras.utils.Progbar:
+    # Every worker would print the same all-reduced numbers: only the chief shows them.
+    return keras.utils.Progbar(max(steps, 1), interval=0.5 if sys.stdout.isatty() else 30,
+                               verbose=1 if self.is_chief and steps > 0 else 0,
+                               stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
+
+  def _log_epoch_summary(self, epoch: int, test: EvalResult | None) -> None:
+    """One line per epoch that reads well in a log an hour long: train (and test) accuracy,
+    blocks fixed so far, and the ETA of the whole run."""
+    done, total = epoch + 1, self.cfg.search.epochs
+    parts = [f"epoch {done}/{total} done"]
+    if self.epoch_metrics:
+      m = self.epoch_metrics
+      parts.append(f"train loss {m['loss']:.4f} accuracy {m['accuracy']:.2f}% (sampled "
+                   f"children, {m['img/s']:.1f} img/s)")
+    if test is not None:
+      parts.append(f"test top-1 {test.top1:.2f}% (derived child)")
+    parts.append(f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
+    if done < total and self._epoch_seconds:
+      remaining = (total - done) * statistics.mean(self._epoch_seconds)
+      parts.append(f"ETA {_clock(remaining)} for {total - done} more epoch(s)")
+    self.log(", ".join(parts))
 
   def _save_and_stop(self, global_step: int) -> NoReturn:
     """Saves the checkpoint of `global_step` (on every worker: a collective) and raises
@@ -625,7 +667,8 @@ class Searcher:
     if self.loss_scale is not None:
       tf.summary.scalar("train/loss_scale", float(self.loss_scale.scale.numpy()), step=step)
 
-  def _end_epoch(self, epoch: int, searched: bool) -> None:
+  def _end_epoch(self, epoch: int, searched: bool) -> EvalResult | None:
+    """Early stop, logs, the periodic evaluation (returned, or None) and the checkpoint."""
     cfg = self.cfg
     done = epoch + 1
     if searched and cfg.search.early_stop and done % cfg.search.early_stop_every == 0:
@@ -634,16 +677,17 @@ class Searcher:
         self.log(f"early stop: fixed blocks {newly} "
                  f"(top-1 minus top-2 probability >= h={cfg.search.early_stop_h})")
     self._log_architecture(done)
+    result = None
     if cfg.search.eval_every and done % cfg.search.eval_every == 0 and done < cfg.search.epochs:
       result = self.evaluate()
       tf.summary.scalar("eval/top1", result.top1, step=done)
       tf.summary.scalar("eval/top5", result.top5, step=done)
-      self.log(f"epoch {done}: derived child top1={result.top1:.2f} top5={result.top5:.2f}")
     self.state.epoch.assign(done)
     self.state.step_in_epoch.assign(0)
     self.manager.save(checkpoint_number=int(self.weight_optimizer.iterations.numpy()))
     if done == cfg.search.pretrain_epochs:
       self.warmup_manager.save(checkpoint_number=int(self.weight_optimizer.iterations.numpy()))
+    return result
 
   def _log_architecture(self, epoch: int) -> None:
     probs = self.arch.probabilities().numpy()

@@ -110,3 +110,18 @@ def test_op_bn_affine_must_be_a_bool():
   raw = tiny_config().to_dict()
   raw["model"]["nb201"]["op_bn_affine"] = "no"
   assert "'model.nb201.op_bn_affine'" in _error(ml_collections.ConfigDict(raw))
+
+
+@pytest.mark.parametrize("child", [(0, 1, 2), (0, 1, 2, 4), (0, 1, 2, 3, 0), (0, 1, 2, "3")])
+def test_fixed_child_needs_one_valid_choice_per_block(child):
+  # tiny.py has 4 SPOS blocks of 4 choices each.
+  message = _error(tiny_config(**{"search.fixed_child": child}))
+  assert "'search.fixed_child'" in message and "4 integers in [0, 3]" in message
+
+
+def test_fixed_child_of_the_nb201_space_has_one_choice_per_shared_edge():
+  cfg = _load("cifar10_nb201_cpu")
+  cfg.search.fixed_child = (1, 2, 3, 4, 0, 1)
+  config_lib.validate(cfg)
+  cfg.search.fixed_child = (1, 2, 3, 4)
+  assert "6 integers in [0, 4]" in _error(cfg)

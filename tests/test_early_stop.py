@@ -99,3 +99,21 @@ def test_checkpoint_restores_every_supernet_variable(fixed_run):
   assert fresh.restore()
   for live, restored in zip(searcher.supernet.variables, fresh.supernet.variables):
     np.testing.assert_array_equal(live.numpy(), restored.numpy(), err_msg=live.path)
+
+
+def test_fixed_child_trains_that_child_and_never_moves_alpha(tmp_path):
+  """search.fixed_child: every block fixed before the first step, alpha untouched."""
+  child = [3, 0, 2, 1]
+  cfg = tiny_config(**{"search.epochs": 2, "search.steps_per_epoch": 3, "search.batch_size": 16,
+                       "search.alpha_lr": 0.5, "search.fixed_child": tuple(child)})
+  searcher = trainer.Searcher(cfg, str(tmp_path), source=synthetic_source(), log=lambda _: None)
+  alpha_before = searcher.arch.alpha.numpy().copy()
+  groups = searcher.supernet.choice_variables()
+  before = {key: [v.numpy().copy() for v in vs] for key, vs in groups.items()}
+  record = searcher.run()
+  assert record["choices"] == child
+  assert record["fixed_epoch"] == [-1] * len(child)
+  np.testing.assert_array_equal(searcher.arch.alpha.numpy(), alpha_before)
+  for (row, k), variables in groups.items():
+    changed = any(np.any(v.numpy() != b) for v, b in zip(variables, before[(row, k)]))
+    assert changed == (child[row] == k), (row, k)  # Only the child's own ops trained.

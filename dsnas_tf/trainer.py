@@ -198,6 +198,7 @@ class Searcher:
     self._eval_step = None
     self._preempted = False
     self._epoch_seconds: list[float] = []  # This process's epochs, tracing left out.
+    self._traces = 0  # How often a training step has been traced.
 
   # ---------------------------------------------------------------- the DSNAS step
 
@@ -373,6 +374,7 @@ class Searcher:
 
     @tf.function
     def step(iterator, stop_requested=no_stop):
+      self._traces += 1  # Python, so it runs only while the step is traced.
       batch = next(iterator)
       z_all = self.sample_replica_architectures(self.weight_optimizer.iterations)
       # Union over replicas: the ops whose weights this step may change.
@@ -579,7 +581,7 @@ class Searcher:
     window_start, window_images = None, 0.0
     totals = np.zeros(3)  # Loss sum, correct, count over the epoch (this run's part of it).
     for step in range(start_step, self.steps_per_epoch):
-      traces = step_fn.experimental_get_tracing_count()
+      traces = self._traces
       step_start = time.perf_counter()
       try:
         # A tensor, not a Python bool: True and False run the same traced step.
@@ -595,7 +597,7 @@ class Searcher:
         # The epoch's first step stays out of the bar, its rate and its ETA: where it traced
         # the step it took minutes, and an ETA from it would be off by as much.
         first_step_s = time.perf_counter() - step_start
-        if step_fn.experimental_get_tracing_count() > traces:
+        if self._traces > traces:
           tracing_s = first_step_s
           self.log(f"epoch {epoch + 1}: first step {first_step_s:.1f} s (tracing and graph "
                    f"optimisation); the bar counts the other {self.steps_per_epoch - step - 1} "

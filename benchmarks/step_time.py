@@ -162,7 +162,8 @@ def batch_iterator(strategy: tf.distribute.Strategy, images: np.ndarray, labels:
 # ------------------------------------------------------------------ the steps
 
 
-def search_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[timing.Timed]:
+def search_variants(searcher: trainer.Searcher, iterator,
+                    child: Sequence[int]) -> list[timing.Timed]:
   """(a) and (a'): the product's search step with the child fixed, then sampled."""
   step = searcher.train_step_fn(True)
   arch = searcher.arch
@@ -257,7 +258,8 @@ def all_paths_variant(searcher: trainer.Searcher, iterator) -> timing.Timed:
                  f"{searcher.space.num_blocks} blocks", lambda: step(iterator).numpy())
 
 
-def breakdown_variants(searcher: trainer.Searcher, iterator, child: Sequence[int]) -> list[timing.Timed]:
+def breakdown_variants(searcher: trainer.Searcher, iterator,
+                       child: Sequence[int]) -> list[timing.Timed]:
   """The search step (child fixed) rebuilt part by part, and the static child likewise,
   so that each row adds one part: forward, gradient, weight optimizer, alpha update."""
   cfg = searcher.cfg

@@ -208,7 +208,8 @@ def _check_schema(cfg: ml_collections.ConfigDict) -> None:
   given = flatten(cfg)
   for key in given:
     if key not in reference:
-      raise ConfigError(f"unknown config key '{key}'; known keys are listed in docs/configuration.md")
+      raise ConfigError(f"unknown config key '{key}'; known keys are listed in "
+                        "docs/configuration.md")
   for key, default in reference.items():
     if key not in given:
       raise ConfigError(f"config key '{key}' is missing")

@@ -36,12 +36,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # For dsnas_tf.
 
-from dsnas_tf import config as config_lib  # noqa: E402
+from benchmarks import overrides  # noqa: E402
 from dsnas_tf.nb201_table import DEFAULT_COLUMN, Nb201Table  # noqa: E402
 
 CONFIG = "configs/cifar10_nb201_cpu.py"
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
 WALL_FILE = "benchmark_wall.json"
+EXAMPLE_SET = "search.alpha_lr=0.003"
 
 
 def main_py(*args: str) -> subprocess.CompletedProcess:
@@ -96,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="CIFAR-10 in ImageFolder layout (train/ and test/)")
   parser.add_argument("--config", default=CONFIG)
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="config override for every seed, e.g. search.alpha_lr=0.003")
+  overrides.add_set_flag(parser, EXAMPLE_SET)
   parser.add_argument("--label", default="", help="a name for this row in the summary")
   parser.add_argument("--rank_cells", type=int, default=64)
   parser.add_argument("--no_rank", action="store_true", help="skip the rank correlations")
@@ -115,12 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     [int(s) for s in args.seeds.split(",")]
   except ValueError:
     parser.error(f"--seeds={args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
-  keys = config_lib.flatten(config_lib.load_config_file(os.path.join(REPO, args.config)))
-  for kv in args.set:
-    key = kv.split("=", 1)[0]
-    if "=" not in kv or key not in keys:
-      parser.error(f"--set {kv!r}: expected KEY=VALUE with a key of {args.config}, "
-                   "e.g. search.alpha_lr=0.003")
+  overrides.check_set_flags(parser, args.set, args.config, REPO, EXAMPLE_SET)
   return args
 
 

@@ -17,6 +17,7 @@ AUGMENTATIONS = ("cifar", "imagenet", "none")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DETERMINISM = ("auto", "on", "off")
+SPOS_INIT = ("reference", "he")  # model.spos.init
 NB201_SHARING = ("shared", "per_cell")
 NB201_ALPHA_DATA = ("same", "separate")
 CREDIT_BASELINES = ("none", "moving_average")
@@ -81,6 +82,12 @@ def default_config() -> ml_collections.ConfigDict:
   # Strides of the stem and of the first block of each of the four stages.
   c.model.spos.strides = (2, 2, 2, 2, 2)
   c.model.spos.width_multiplier = 1.0
+  # Conv kernels of the choice blocks and the head: N(0, 1 / fan_in) as the authors' code
+  # ("reference") or He normal ("he"); see shufflenet._kernel_init.
+  c.model.spos.init = "reference"
+  # BatchNorm's training pass as TF's fused kernel (dsnas_tf/batchnorm.py): same variables
+  # and semantics, a graph about a third the size, so the first step traces faster.
+  c.model.spos.fused_batchnorm = False
   c.model.nb201 = ml_collections.ConfigDict()
   c.model.nb201.channels = 16
   c.model.nb201.cells_per_stage = 5
@@ -133,6 +140,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.early_stop = True
   c.search.early_stop_h = 0.3  # Eq. 8 threshold on the top-1 minus top-2 probability.
   c.search.early_stop_every = 1  # Epochs between early-stop checks.
+  # A search deadline (0 = none, the paper): after this many epochs every block Eq. 8 has
+  # not fixed yet is fixed to its most probable choice, so that the child has the epochs
+  # left to train alone whatever the gaps are by then.
+  c.search.fix_by_epoch = 0
   c.search.flops_loss_coef = 0.0  # 0 disables the FLOPs-aware term.
   c.search.flops_target_mmacs = 330.0  # Whole-child MACs (millions) above which it acts.
   c.search.eval_every = 0  # Epochs between test-split evaluations (0 = only at the end).
@@ -255,6 +266,8 @@ _RULES: list[Rule] = [
     ("model.spos.strides", lambda v: len(v) == 5 and all(s in (1, 2) for s in v),
      "five strides, each 1 or 2 (stem, stage 1..4)"),
     ("model.spos.width_multiplier", lambda v: 0 < v <= 4, "a number in (0, 4]"),
+    ("model.spos.init", lambda v: v in SPOS_INIT, f"one of {', '.join(SPOS_INIT)}"),
+    ("model.spos.fused_batchnorm", lambda v: isinstance(v, bool), "True or False"),
     ("model.nb201.channels", lambda v: v >= 1, "an integer >= 1"),
     ("model.nb201.cells_per_stage", lambda v: v >= 1, "an integer >= 1"),
     ("model.nb201.sharing", lambda v: v in NB201_SHARING, f"one of {', '.join(NB201_SHARING)}"),
@@ -280,6 +293,7 @@ _RULES: list[Rule] = [
      f"one of {', '.join(CREDIT_BATCHNORMS)}"),
     ("search.early_stop_h", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("search.early_stop_every", lambda v: v >= 1, "an integer >= 1"),
+    ("search.fix_by_epoch", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no deadline)"),
     ("search.flops_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
     ("search.flops_target_mmacs", lambda v: v > 0, "a positive number of millions of MACs"),
     ("search.eval_every", lambda v: v >= 0, "an integer >= 0"),
@@ -313,6 +327,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         "config key 'search.zero_op_credit' is 'baseline'; it needs "
         f"search.credit_baseline='moving_average' (it is {cfg.search.credit_baseline!r})")
+  if cfg.search.fix_by_epoch and not (
+      cfg.search.pretrain_epochs < cfg.search.fix_by_epoch <= cfg.search.epochs):
+    raise ConfigError(
+        f"config key 'search.fix_by_epoch' is {cfg.search.fix_by_epoch}; it must be 0 (no "
+        f"deadline) or in ({cfg.search.pretrain_epochs}, {cfg.search.epochs}]: after "
+        "search.pretrain_epochs, at most search.epochs")
   _check_fixed_child(cfg)
   if cfg.space == "nb201" and cfg.data.image_size % 4:
     raise ConfigError(

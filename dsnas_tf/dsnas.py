@@ -52,7 +52,16 @@ class ArchitectureState(tf.Module):
 
     Returns the indices of the blocks fixed by this call.
     """
-    newly = early_stop_decisions(self.probabilities(), h) & ~self.fixed.numpy()
+    return self._fix(early_stop_decisions(self.probabilities(), h) & ~self.fixed.numpy(), epoch)
+
+  def fix_remaining(self, epoch: int) -> list[int]:
+    """Fixes every unfixed block to its most probable choice (`search.fix_by_epoch`).
+
+    Returns the indices of the blocks fixed by this call.
+    """
+    return self._fix(~self.fixed.numpy(), epoch)
+
+  def _fix(self, newly: np.ndarray, epoch: int) -> list[int]:
     if not newly.any():
       return []
     argmax = np.argmax(self.alpha.numpy(), axis=-1)

@@ -117,6 +117,7 @@ class Searcher:
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str,
                strategy: tf.distribute.Strategy | None = None,
                source: data_lib.DataSource | None = None, log: Callable[[str], None] = print):
+    self._created = time.perf_counter()
     self.cfg = cfg
     self.workdir = workdir
     self.strategy = strategy or tf.distribute.get_strategy()
@@ -199,6 +200,9 @@ class Searcher:
     self._preempted = False
     self._epoch_seconds: list[float] = []  # This process's epochs, tracing left out.
     self._traces = 0  # How often a training step has been traced.
+    # This process's start-up: building the data source and supernet, then its first step
+    # (which traces and optimises the step graph); architecture.json records both.
+    self.timing: dict[str, float] = {}
 
   # ---------------------------------------------------------------- the DSNAS step
 
@@ -597,6 +601,9 @@ class Searcher:
         # The epoch's first step stays out of the bar, its rate and its ETA: where it traced
         # the step it took minutes, and an ETA from it would be off by as much.
         first_step_s = time.perf_counter() - step_start
+        if not self.timing:
+          self.timing = {"setup_s": round(step_start - self._created, 2),
+                         "first_step_s": round(first_step_s, 2)}
         if self._traces > traces:
           tracing_s = first_step_s
           self.log(f"epoch {epoch + 1}: first step {first_step_s:.1f} s (tracing and graph "
@@ -678,6 +685,11 @@ class Searcher:
       if newly:
         self.log(f"early stop: fixed blocks {newly} "
                  f"(top-1 minus top-2 probability >= h={cfg.search.early_stop_h})")
+    if searched and done == cfg.search.fix_by_epoch:
+      newly = self.arch.fix_remaining(epoch)
+      if newly:
+        self.log(f"search deadline (search.fix_by_epoch={done}): fixed blocks {newly} to "
+                 "their most probable choice")
     self._log_architecture(done)
     result = None
     if cfg.search.eval_every and done % cfg.search.eval_every == 0 and done < cfg.search.epochs:
@@ -734,12 +746,23 @@ class Searcher:
         # The supernet's training accuracy over its last epoch (sampled children).
         "final_train_accuracy": (round(self.epoch_metrics["accuracy"], 4)
                                  if self.epoch_metrics else None),
+        # This process's seconds: from building the Searcher to its first step (setup_s),
+        # that step (first_step_s, tracing included) and all of it, final test included (run_s).
+        "timing": dict(self.timing),
     }
+    if self.cfg.search.fix_by_epoch:
+      # Fixed at the deadline's epoch without Eq. 8's gap (a fixed block's alpha stops, so
+      # its gap now is its gap then).
+      gap_met = dsnas.early_stop_decisions(self.arch.probabilities(), self.cfg.search.early_stop_h)
+      record["fixed_by_deadline"] = [
+          e == self.cfg.search.fix_by_epoch - 1 and not bool(g)
+          for e, g in zip(fixed_epoch, gap_met)]
     record.update(self.space.describe(list(choices)))
     return record
 
   def _finish(self) -> dict:
     test = self.evaluate()
+    self.timing["run_s"] = round(time.perf_counter() - self._created, 2)
     record = self.architecture_record(test)
     if self.is_chief:
       workdir_lib.write_heatmap(os.path.join(self.workdir, workdir_lib.HEATMAP_FILE),

@@ -63,10 +63,23 @@ def tiny_config(**overrides):
   return cfg
 
 
-def run_main(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+# main.py as the command line runs it, with grappler off: its rewrites cost seconds per
+# trace of a supernet, and tests check what is computed, not how fast.
+_MAIN_WITHOUT_GRAPPLER = """
+import runpy, sys
+import tensorflow as tf
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+
+def run_main(*args: str, timeout: float = 600, grappler: bool = True
+             ) -> subprocess.CompletedProcess:
   """Runs `python main.py ARGS` from the repo root and returns the finished process."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-  return subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *args], cwd=REPO,
+  main = [os.path.join(REPO, "main.py")] if grappler else ["-c", _MAIN_WITHOUT_GRAPPLER]
+  return subprocess.run([sys.executable, *main, *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -15,8 +15,8 @@ def _load(name: str):
   return config_lib.load_config_file(os.path.join(REPO, "configs", f"{name}.py"))
 
 
-@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_nb201",
-                                  "cifar10_nb201_cpu", "tiny"])
+@pytest.mark.parametrize("name", ["imagenet_spos", "cifar10_spos", "cifar10_spos_cpu",
+                                  "cifar10_nb201", "cifar10_nb201_cpu", "tiny"])
 def test_shipped_configs_are_valid(name):
   config_lib.validate(_load(name))
 
@@ -47,6 +47,7 @@ def _error(cfg) -> str:
     ("search.credit_baseline", "mean"), ("search.credit_baseline_decay", 1.0),
     ("search.credit_baseline_decay", -0.1), ("search.zero_op_credit", "skip"),
     ("search.credit_batchnorm", "frozen"), ("distribute.determinism", "yes"),
+    ("model.spos.init", "glorot"), ("search.fix_by_epoch", -1),
 ])
 def test_out_of_range_value_names_the_key(key, value):
   assert f"'{key}'" in _error(tiny_config(**{key: value}))
@@ -125,3 +126,16 @@ def test_fixed_child_of_the_nb201_space_has_one_choice_per_shared_edge():
   config_lib.validate(cfg)
   cfg.search.fixed_child = (1, 2, 3, 4)
   assert "6 integers in [0, 4]" in _error(cfg)
+
+
+@pytest.mark.parametrize("deadline", [1, 5])
+def test_search_deadline_must_fall_after_the_weights_only_epochs_and_within_the_run(deadline):
+  # pretrain_epochs 1, epochs 4: epoch 1 is weights-only, 5 is past the end.
+  cfg = tiny_config(**{"search.epochs": 4, "search.pretrain_epochs": 1,
+                       "search.fix_by_epoch": deadline})
+  assert "'search.fix_by_epoch'" in _error(cfg) and "(1, 4]" in _error(cfg)
+
+
+def test_search_deadline_inside_the_run_is_valid():
+  config_lib.validate(tiny_config(**{"search.epochs": 4, "search.pretrain_epochs": 1,
+                                     "search.fix_by_epoch": 4}))

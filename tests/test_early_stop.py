@@ -117,3 +117,19 @@ def test_fixed_child_trains_that_child_and_never_moves_alpha(tmp_path):
   for (row, k), variables in groups.items():
     changed = any(np.any(v.numpy() != b) for v, b in zip(variables, before[(row, k)]))
     assert changed == (child[row] == k), (row, k)  # Only the child's own ops trained.
+
+
+def test_search_deadline_fixes_every_unfixed_block_to_its_most_probable_choice():
+  state = _state([[3.0, 0.0, 0.0, 0.0], [0.0, 0.2, 0.1, 0.0], [0.0, 0.0, 0.0, 0.4]])
+  state.apply_early_stop(0.3, epoch=1)  # Block 0 only: the others' gaps are below h.
+  assert state.fix_remaining(epoch=5) == [1, 2]
+  assert state.fixed.numpy().tolist() == [True, True, True]
+  assert state.fixed_choice.numpy().tolist() == [0, 1, 3]
+  assert state.fixed_epoch.numpy().tolist() == [1, 5, 5]  # Block 0 keeps Eq. 8's epoch.
+
+
+def test_search_deadline_with_every_block_fixed_changes_nothing():
+  state = _state([[3.0, 0.0, 0.0, 0.0]])
+  state.apply_early_stop(0.3, epoch=0)
+  assert state.fix_remaining(epoch=3) == []
+  assert state.fixed_epoch.numpy().tolist() == [0]

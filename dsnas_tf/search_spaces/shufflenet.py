@@ -19,6 +19,7 @@ import ml_collections
 import tensorflow as tf
 
 from dsnas_tf import flops
+from dsnas_tf.batchnorm import FusedBatchNormalization
 from dsnas_tf.choice import ChoiceBlock
 from dsnas_tf.search_spaces.base import MacTable, SearchSpace, Supernet
 
@@ -59,6 +60,8 @@ class SposSpec:
   dropout: float
   mean: tuple[float, float, float]
   std: tuple[float, float, float]
+  init: str = "reference"
+  fused_batchnorm: bool = False
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict) -> "SposSpec":
@@ -81,27 +84,39 @@ class SposSpec:
         stem_channels=stem, stem_stride=s.strides[0],
         last_channels=_round_channels(s.last_channels * w), blocks=tuple(blocks),
         bn_epsilon=cfg.model.bn_epsilon, bn_momentum=cfg.model.bn_momentum,
-        dropout=cfg.model.dropout, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std))
+        dropout=cfg.model.dropout, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std),
+        init=s.init, fused_batchnorm=s.fused_batchnorm)
 
 
-def _fan_in_normal(fan_in: int) -> keras.initializers.Initializer:
-  # The reference initialises conv kernels N(0, 1 / in_channels_per_group).
-  return keras.initializers.RandomNormal(stddev=1.0 / fan_in)
+def _kernel_init(in_per_group: int, kernel: int, scheme: str) -> keras.initializers.Initializer:
+  """N(0, std) for a conv kernel with `in_per_group` input channels per group.
+
+  "reference": std 1 / in_per_group, the authors' code (depthwise kernels get std 1).
+  "he": std sqrt(2 / fan_in), fan_in = in_per_group * kernel^2 (He et al., 2015). Every
+  conv here feeds a BatchNorm, so the init's scale does not change the forward pass, but it
+  sets the weights' norm and with it the effective learning rate of SGD on them: the
+  reference's kernels are several times smaller than He's (1/32 against 0.25 for a 1x1
+  conv from 32 channels), so the same lr moves them much further relative to their size.
+  """
+  if scheme == "reference":
+    return keras.initializers.RandomNormal(stddev=1.0 / in_per_group)
+  return keras.initializers.RandomNormal(stddev=(2.0 / (in_per_group * kernel * kernel)) ** 0.5)
 
 
-def _bn(eps: float, momentum: float) -> keras.layers.Layer:
-  return keras.layers.BatchNormalization(
-      epsilon=eps, momentum=momentum, beta_initializer=keras.initializers.Constant(1e-4))
+def _bn(eps: float, momentum: float, fused: bool = False) -> keras.layers.Layer:
+  layer = FusedBatchNormalization if fused else keras.layers.BatchNormalization
+  return layer(epsilon=eps, momentum=momentum, beta_initializer=keras.initializers.Constant(1e-4))
 
 
-def _pointwise(in_ch: int, out_ch: int) -> keras.layers.Layer:
-  return keras.layers.Conv2D(out_ch, 1, use_bias=False, kernel_initializer=_fan_in_normal(in_ch))
+def _pointwise(in_ch: int, out_ch: int, init: str) -> keras.layers.Layer:
+  return keras.layers.Conv2D(out_ch, 1, use_bias=False,
+                             kernel_initializer=_kernel_init(in_ch, 1, init))
 
 
-def _depthwise(kernel: int, stride: int) -> keras.layers.Layer:
+def _depthwise(kernel: int, stride: int, init: str) -> keras.layers.Layer:
   return keras.layers.DepthwiseConv2D(
       kernel, strides=stride, padding="same", use_bias=False,
-      depthwise_initializer=_fan_in_normal(1))
+      depthwise_initializer=_kernel_init(1, kernel, init))
 
 
 @keras.saving.register_keras_serializable(package="dsnas_tf")
@@ -109,30 +124,34 @@ class ShuffleUnit(keras.layers.Layer):
   """One candidate op: a ShuffleNetV2 unit (kernel 3/5/7) or the Xception-like unit."""
 
   def __init__(self, in_channels: int, out_channels: int, stride: int, project: bool,
-               choice: int, bn_epsilon: float = 1e-2, bn_momentum: float = 0.9, **kwargs):
+               choice: int, bn_epsilon: float = 1e-2, bn_momentum: float = 0.9,
+               init: str = "reference", fused_batchnorm: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.in_channels, self.out_channels = in_channels, out_channels
     self.stride, self.project, self.choice = stride, project, choice
-    self.bn_epsilon, self.bn_momentum = bn_epsilon, bn_momentum
+    self.bn_epsilon, self.bn_momentum, self.init = bn_epsilon, bn_momentum, init
+    self.fused_batchnorm = fused_batchnorm
     kernel = _KERNELS[choice]
     main_in = in_channels if project else in_channels // 2
     main_out = out_channels - (in_channels if project else in_channels // 2)
     mid = out_channels // 2
-    bn = lambda: _bn(bn_epsilon, bn_momentum)
+    bn = lambda: _bn(bn_epsilon, bn_momentum, fused_batchnorm)
     relu = keras.layers.ReLU
+    pw = lambda i, o: _pointwise(i, o, init)
+    dw = lambda k, s: _depthwise(k, s, init)
     if CHOICE_NAMES[choice] == "xception":
-      main = [_depthwise(3, stride), bn(), _pointwise(main_in, mid), bn(), relu(),
-              _depthwise(3, 1), bn(), _pointwise(mid, mid), bn(), relu(),
-              _depthwise(3, 1), bn(), _pointwise(mid, main_out), bn(), relu()]
+      main = [dw(3, stride), bn(), pw(main_in, mid), bn(), relu(),
+              dw(3, 1), bn(), pw(mid, mid), bn(), relu(),
+              dw(3, 1), bn(), pw(mid, main_out), bn(), relu()]
     else:
-      main = [_pointwise(main_in, mid), bn(), relu(),
-              _depthwise(kernel, stride), bn(),
-              _pointwise(mid, main_out), bn(), relu()]
+      main = [pw(main_in, mid), bn(), relu(),
+              dw(kernel, stride), bn(),
+              pw(mid, main_out), bn(), relu()]
     self.main = keras.Sequential(main, name="main")
     self.proj = None
     if project:
       self.proj = keras.Sequential(
-          [_depthwise(kernel, stride), bn(), _pointwise(in_channels, in_channels), bn(), relu()],
+          [dw(kernel, stride), bn(), pw(in_channels, in_channels), bn(), relu()],
           name="proj")
 
   def build(self, input_shape):
@@ -167,14 +186,16 @@ class ShuffleUnit(keras.layers.Layer):
     config = super().get_config()
     config.update(in_channels=self.in_channels, out_channels=self.out_channels,
                   stride=self.stride, project=self.project, choice=self.choice,
-                  bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum)
+                  bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum, init=self.init,
+                  fused_batchnorm=self.fused_batchnorm)
     return config
 
 
 def make_op(block: BlockSpec, choice: int, spec: SposSpec, name: str) -> ShuffleUnit:
   """The candidate op `choice` of a block, freshly initialised."""
   return ShuffleUnit(block.in_channels, block.out_channels, block.stride, block.project,
-                     choice, spec.bn_epsilon, spec.bn_momentum, name=name)
+                     choice, spec.bn_epsilon, spec.bn_momentum, spec.init,
+                     spec.fused_batchnorm, name=name)
 
 
 def make_stem(spec: SposSpec) -> keras.Sequential:
@@ -186,13 +207,15 @@ def make_stem(spec: SposSpec) -> keras.Sequential:
       keras.layers.Conv2D(spec.stem_channels, 3, strides=spec.stem_stride, padding="same",
                           use_bias=False,
                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.01)),
-      _bn(spec.bn_epsilon, spec.bn_momentum), keras.layers.ReLU()], name="stem")
+      _bn(spec.bn_epsilon, spec.bn_momentum, spec.fused_batchnorm), keras.layers.ReLU()],
+      name="stem")
 
 
 def make_head(spec: SposSpec) -> keras.Sequential:
   """1x1 conv to `last_channels`, BN, ReLU, global average pool, dropout, classifier."""
   in_ch = spec.blocks[-1].out_channels
-  layers = [_pointwise(in_ch, spec.last_channels), _bn(spec.bn_epsilon, spec.bn_momentum),
+  layers = [_pointwise(in_ch, spec.last_channels, spec.init),
+            _bn(spec.bn_epsilon, spec.bn_momentum, spec.fused_batchnorm),
             keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D()]
   if spec.dropout > 0:
     layers.append(keras.layers.Dropout(spec.dropout))

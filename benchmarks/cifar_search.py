@@ -125,10 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   """The flags, with every --set key checked before the run starts."""
-  parser = build_parser()
-  args = parser.parse_args(argv)
-  overrides.check_set_flags(parser, args.set, args.config, REPO, EXAMPLE_SET)
-  return args
+  return overrides.parse_checked(build_parser(), argv, REPO, EXAMPLE_SET)
 
 
 def format_row(baseline: str, arch: dict, wall_s: float, export: dict | None) -> str:

@@ -26,6 +26,15 @@ def check_set_flags(parser: argparse.ArgumentParser, overrides: list[str], confi
       parser.error(f"--set {kv!r}: expected KEY=VALUE with a key of {config}, e.g. {example}")
 
 
+def parse_checked(parser: argparse.ArgumentParser, argv: list[str] | None, repo: str,
+                  example: str) -> argparse.Namespace:
+  """`parser`'s flags (which include --config and --set), with every --set key checked
+  against the config before anything runs."""
+  args = parser.parse_args(argv)
+  check_set_flags(parser, args.set, args.config, repo, example)
+  return args
+
+
 def parse_override(kv: str) -> tuple[str, Any]:
   """`KEY=VALUE` with VALUE a Python literal (True, 0.1, (1, 2)) or else a string."""
   key, text = kv.split("=", 1)

@@ -13,24 +13,31 @@ import ml_collections
 from dsnas_tf import config as config_lib
 from dsnas_tf import data as data_lib
 from dsnas_tf import workdir as workdir_lib
+from dsnas_tf.latency import LatencyTableError
+from dsnas_tf.latency import check_request as check_latency_request
 from dsnas_tf.nb201_table import TableError
 from export import ExportError  # TensorFlow-free: the exporters load only in export mode.
 
 # Errors that are the user's to fix: printed as one line, exit status 2.
 UserError = (config_lib.ConfigError, data_lib.DataError, workdir_lib.WorkdirError, ExportError,
-             TableError)
+             TableError, LatencyTableError)
 # A search stopped by SIGTERM (after saving a checkpoint) exits with the status a shell
 # gives a command that SIGTERM ended, 128 + 15: wrappers see a termination, not an error.
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM
 
 
 def run(mode: str, cfg: ml_collections.ConfigDict | None, workdir: str | None,
-        output: str | None, rank_options: dict | None = None) -> None:
-  """Dispatches one mode of main.py; `rank_options` are rank_workdir's keyword arguments."""
+        output: str | None, rank_options: dict | None = None,
+        latency_options: dict | None = None) -> None:
+  """Dispatches one mode of main.py; `rank_options` are rank_workdir's keyword arguments,
+  `latency_options` latency_mode's."""
   if mode == "flops":
     _require(cfg is not None, "--mode=flops needs --config=configs/<name>.py")
     config_lib.validate(cfg)
     flops_mode(cfg, output)
+    return
+  if mode == "latency":
+    latency_mode(cfg, output, **(latency_options or {}))
     return
   _require(workdir, f"--mode={mode} needs --workdir=DIR")
   if mode == "search":
@@ -61,6 +68,7 @@ def _strategy(cfg: ml_collections.ConfigDict):
 def search_mode(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Validates, then searches (resuming from the workdir's checkpoint if there is one)."""
   config_lib.validate(cfg)
+  config_lib.check_input_files(cfg)
   workdir_lib.check_resumable(workdir, cfg)
   strategy = _strategy(cfg)
   source = data_lib.open_source(cfg)  # Fails before the workdir is created.
@@ -115,3 +123,26 @@ def flops_mode(cfg: ml_collections.ConfigDict, output: str | None) -> None:
         "choice_macs": [list(map(int, row)) for row in table.choice_macs],
         "fixed_macs": int(table.fixed_macs)})
     print(f"wrote {os.path.abspath(output)}")
+
+
+def latency_mode(cfg: ml_collections.ConfigDict | None, output: str | None, *,
+                 kind: str = "float32", threads: int = 1, runs: int = 100,
+                 validate: int = 0, seed: int = 0) -> dict:
+  """Measures the config's TFLite latency table and writes it to `output` (atomically)."""
+  _require(cfg is not None, "--mode=latency needs --config=configs/<name>.py")
+  config_lib.validate(cfg)
+  check_latency_request(cfg.space, output, kind, threads, runs, validate)
+  from absl import logging
+  # The converter warns about its own API on every one of the 80+ models.
+  logging.set_verbosity(logging.ERROR)
+  from export import latency as measure
+  table = measure.measure_table(cfg, kind, threads, runs)
+  if validate:
+    table = measure.validate_table(cfg, table, validate, seed)
+  fastest, slowest = table.extremes_ms()
+  print(f"latency: {kind} TFLite, {threads} thread(s), median of {runs} runs on "
+        f"{table.device}; children predicted at {fastest:.3f}-{slowest:.3f} ms")
+  record = table.to_json()
+  workdir_lib.atomic_write_json(output, record)
+  print(f"wrote {os.path.abspath(output)}")
+  return record

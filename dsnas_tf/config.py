@@ -146,6 +146,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.fix_by_epoch = 0
   c.search.flops_loss_coef = 0.0  # 0 disables the FLOPs-aware term.
   c.search.flops_target_mmacs = 330.0  # Whole-child MACs (millions) above which it acts.
+  # The latency-aware resource term (SPOS space): a table written by --mode=latency ("" =
+  # off), the coefficient of its term (0 = off) and the child's predicted latency (ms)
+  # above which it acts. Same form as the FLOPs term, with the table's milliseconds.
+  c.search.latency_table = ""
+  c.search.latency_loss_coef = 0.0
+  c.search.latency_target_ms = 0.0
   c.search.eval_every = 0  # Epochs between test-split evaluations (0 = only at the end).
   # A child to train instead of searching, one choice per block (() = search): every block
   # is fixed from the first step and alpha never moves, so the same loop, recipe and budget
@@ -296,6 +302,10 @@ _RULES: list[Rule] = [
     ("search.fix_by_epoch", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no deadline)"),
     ("search.flops_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
     ("search.flops_target_mmacs", lambda v: v > 0, "a positive number of millions of MACs"),
+    ("search.latency_table", lambda v: isinstance(v, str), "a path to a --mode=latency table, "
+     "or '' (off)"),
+    ("search.latency_loss_coef", lambda v: v >= 0, "a number >= 0 (0 = off)"),
+    ("search.latency_target_ms", lambda v: v >= 0, "a number of milliseconds >= 0"),
     ("search.eval_every", lambda v: v >= 0, "an integer >= 0"),
     ("search.log_every_steps", lambda v: v >= 1, "an integer >= 1"),
     ("eval.batch_size", lambda v: v >= 1, "an integer >= 1"),
@@ -334,6 +344,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         f"deadline) or in ({cfg.search.pretrain_epochs}, {cfg.search.epochs}]: after "
         "search.pretrain_epochs, at most search.epochs")
   _check_fixed_child(cfg)
+  _check_latency(cfg)
   if cfg.space == "nb201" and cfg.data.image_size % 4:
     raise ConfigError(
         f"config key 'data.image_size' is {cfg.data.image_size}; the nb201 space halves it "
@@ -367,6 +378,41 @@ def _check_fixed_child(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'search.fixed_child' is {child}; it must be () or {rows} integers in "
         f"[0, {choices - 1}], one choice per block of the {cfg.space} space")
+
+
+def _check_latency(cfg: ml_collections.ConfigDict) -> None:
+  s = cfg.search
+  if s.latency_loss_coef > 0 and not s.latency_table:
+    raise ConfigError(
+        f"config key 'search.latency_loss_coef' is {s.latency_loss_coef}; it needs "
+        "search.latency_table (write one with python main.py --mode=latency)")
+  if s.latency_loss_coef > 0 and s.latency_target_ms <= 0:
+    raise ConfigError(
+        f"config key 'search.latency_target_ms' is {s.latency_target_ms}; with "
+        "search.latency_loss_coef > 0 it must be a positive number of milliseconds")
+  if s.latency_table and cfg.space != "spos":
+    raise ConfigError(
+        f"config key 'search.latency_table' is set; latency tables exist for the spos space "
+        f"only, this config's space is '{cfg.space}'")
+
+
+def check_input_files(cfg: ml_collections.ConfigDict) -> None:
+  """Checks the files a valid config names beyond its dataset (search.latency_table):
+  readable, well formed and the right size. Run before a search touches its workdir."""
+  path = cfg.search.latency_table
+  if not path:
+    return
+  from dsnas_tf import latency  # TensorFlow-free.
+  try:
+    table = latency.load_table(path)
+  except latency.LatencyTableError as e:
+    raise ConfigError(f"config key 'search.latency_table': {e}") from e
+  rows, choices = num_choice_rows(cfg)
+  if len(table.choice_ms) != rows or len(table.choice_ms[0]) != choices:
+    raise ConfigError(
+        f"config key 'search.latency_table': '{path}' has "
+        f"{len(table.choice_ms)}x{len(table.choice_ms[0])} entries, this config's space "
+        f"{rows} blocks x {choices} choices")
 
 
 def validate_replicas(cfg: ml_collections.ConfigDict, num_replicas: int) -> None:

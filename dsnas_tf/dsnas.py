@@ -168,15 +168,26 @@ def updated_baseline(baseline: tf.Tensor, credit: tf.Tensor, decay: float) -> tf
   return tf.where(tf.math.is_finite(credit), new, baseline)
 
 
-def flops_loss(alpha: tf.Tensor, z: tf.Tensor, choice_mmacs: tf.Tensor) -> tf.Tensor:
-  """The reference code's resource term: sum_i p(chosen_i) * MACs(chosen_i), in millions.
+def resource_loss(alpha: tf.Tensor, z: tf.Tensor, choice_cost: tf.Tensor) -> tf.Tensor:
+  """The reference code's resource term: sum_i p(chosen_i) * cost(chosen_i).
 
-  Its gradient pushes probability away from expensive choices in proportion to their
-  cost; the trainer scales it by the configured coefficient and applies it only while the
-  sampled child is above the MAC target.
+  `choice_cost` [blocks, choices] is MACs in millions (the paper's FLOPs-aware term) or
+  milliseconds from a latency table (`search.latency_table`). Its gradient pushes
+  probability away from expensive choices in proportion to their cost; the trainer scales
+  it by the configured coefficient and applies it only while the sampled child is above
+  its target.
   """
   p = tf.nn.softmax(tf.cast(alpha, tf.float32), axis=-1)
-  return tf.reduce_sum(p * z * choice_mmacs)
+  return tf.reduce_sum(p * z * choice_cost)
+
+
+def resource_gradient(alpha: tf.Tensor, z: tf.Tensor, choice_cost: tf.Tensor) -> tf.Tensor:
+  """d resource_loss / d alpha: per block, cost_k * p_k * (Z - softmax(alpha)) for the
+  chosen k."""
+  with tf.GradientTape() as tape:
+    tape.watch(alpha)
+    resource = resource_loss(alpha, z, choice_cost)
+  return tape.gradient(resource, alpha)
 
 
 def exact_expected_alpha_gradient(loss_and_dz, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

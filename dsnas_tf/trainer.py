@@ -30,6 +30,7 @@ from dsnas_tf import data as data_lib
 from dsnas_tf import distribute as distribute_lib
 from dsnas_tf import dsnas
 from dsnas_tf import flops
+from dsnas_tf import latency as latency_lib
 from dsnas_tf import precision as precision_lib
 from dsnas_tf import workdir as workdir_lib
 from dsnas_tf.optimizers import ChosenPathSGD, FrozenRowsAdam
@@ -171,6 +172,9 @@ class Searcher:
       self.alpha_optimizer.build([self.arch.alpha])
       self.state = SearchState()
     self.choice_mmacs = tf.constant(np.array(self.mac_table.choice_macs, np.float32) / 1e6)
+    # search.latency_table, read when the search starts (eval and rank do not need it).
+    self.latency_table: latency_lib.LatencyTable | None = None
+    self.choice_ms: tf.Tensor | None = None
     self.loss_fn = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=cfg.search.label_smoothing, reduction=None)
     # What every checkpoint must hold; a float16 run's checkpoints add its loss scale.
@@ -316,6 +320,30 @@ class Searcher:
     loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
     return logits, per_example, loss
 
+  def _load_latency_table(self) -> None:
+    """Reads search.latency_table for the latency term, checked against this network."""
+    path = self.cfg.search.latency_table
+    if not path:
+      return
+    table = latency_lib.load_table(path)
+    latency_lib.check_network(table, self.space.spec.shapes(), self.space.num_choices, path)
+    warning = latency_lib.foreign_platform_warning(table, path)
+    if warning and self.is_chief:
+      self.log(warning)
+    fastest, slowest = table.extremes_ms()
+    self.log(f"latency table {path}: {table.format} TFLite, {table.threads} thread(s); children "
+             f"predicted at {fastest:.3f}-{slowest:.3f} ms"
+             + (f", term acts above {self.cfg.search.latency_target_ms:g} ms"
+                if self.cfg.search.latency_loss_coef > 0 else ""))
+    self.latency_table = table
+    self.choice_ms = tf.constant(np.array(table.choice_ms, np.float32))
+
+  def _sampled_latency_ms(self, z: tf.Tensor) -> tf.Tensor:
+    """The latency table's prediction for the sampled child (corrected, if it has one)."""
+    table = self.latency_table
+    total = table.fixed_ms + tf.reduce_sum(z * self.choice_ms)
+    return (table.correction.apply(total) if table.correction else total)
+
   def _update_alpha(self, dl_dz: tf.Tensor, z: tf.Tensor, sampled_macs: tf.Tensor) -> None:
     alpha = self.arch.alpha
     search = self.cfg.search
@@ -335,12 +363,16 @@ class Searcher:
       credit -= baseline
     # Eq. 5, summed over replicas.
     alpha_grad = dsnas.score_gradient(credit, z, alpha)
-    if self.cfg.search.flops_loss_coef > 0:
-      with tf.GradientTape() as flops_tape:
-        resource = dsnas.flops_loss(alpha, z, self.choice_mmacs)
-      over_target = tf.cast(sampled_macs > self.cfg.search.flops_target_mmacs, tf.float32)
-      alpha_grad += (over_target * self.cfg.search.flops_loss_coef / self.num_replicas
-                     * flops_tape.gradient(resource, alpha))
+    if search.flops_loss_coef > 0:
+      over_target = tf.cast(sampled_macs > search.flops_target_mmacs, tf.float32)
+      alpha_grad += (over_target * search.flops_loss_coef / self.num_replicas
+                     * dsnas.resource_gradient(alpha, z, self.choice_mmacs))
+    if search.latency_loss_coef > 0:
+      # The FLOPs term's form with the table's milliseconds; a correction's scale is the
+      # derivative of the predicted latency with respect to the sum of parts.
+      over_target = tf.cast(self._sampled_latency_ms(z) > search.latency_target_ms, tf.float32)
+      alpha_grad += (over_target * search.latency_loss_coef * self.latency_table.scale
+                     / self.num_replicas * dsnas.resource_gradient(alpha, z, self.choice_ms))
     self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
 
   def sample_replica_architectures(self, iteration: tf.Tensor) -> tf.Tensor:
@@ -548,6 +580,7 @@ class Searcher:
     cfg = self.cfg
     if self.is_chief:
       workdir_lib.save_config(self.workdir, cfg)
+    self._load_latency_table()
     self.restore()
     previous_sigterm_handler = self._install_sigterm_handler()
     log_dir = os.path.join(self.workdir, workdir_lib.LOG_DIR)
@@ -653,6 +686,9 @@ class Searcher:
     if test is not None:
       parts.append(f"test top-1 {test.top1:.2f}% (derived child)")
     parts.append(f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
+    if self.latency_table is not None:
+      parts.append(f"derived child {self.latency_table.predict_ms(self.arch.derived_choices()):.3f}"
+                   " ms predicted")
     if done < total and self._epoch_seconds:
       remaining = (total - done) * statistics.mean(self._epoch_seconds)
       parts.append(f"ETA {_clock(remaining)} for {total - done} more epoch(s)")
@@ -714,6 +750,9 @@ class Searcher:
     tf.summary.scalar("arch/total_entropy", float(entropy.sum()), step=epoch)
     tf.summary.scalar("arch/derived_child_mmacs",
                       self.mac_table.child_macs(self.arch.derived_choices()) / 1e6, step=epoch)
+    if self.latency_table is not None:
+      tf.summary.scalar("arch/derived_child_latency_ms",
+                        self.latency_table.predict_ms(self.arch.derived_choices()), step=epoch)
 
   def child_params(self, choices: np.ndarray) -> int:
     """Trainable parameters of the child: shared layers plus the chosen ops."""
@@ -757,6 +796,13 @@ class Searcher:
       record["fixed_by_deadline"] = [
           e == self.cfg.search.fix_by_epoch - 1 and not bool(g)
           for e, g in zip(fixed_epoch, gap_met)]
+    if self.latency_table is not None:
+      table = self.latency_table
+      record["latency_ms_predicted"] = round(table.predict_ms(choices), 4)
+      record["latency_table"] = {"path": os.path.abspath(self.cfg.search.latency_table),
+                                 "format": table.format, "threads": table.threads,
+                                 "runs": table.runs, "device": table.device,
+                                 "corrected": table.correction is not None}
     record.update(self.space.describe(list(choices)))
     return record
 
@@ -773,6 +819,10 @@ class Searcher:
     self.log(f"searched child: {record['choice_names']}")
     self.log(f"child: {record['macs'] / 1e6:.3f}M MACs, {record['params'] / 1e6:.3f}M params, "
              f"test top1={test.top1:.2f} top5={test.top5:.2f} on {test.images} images")
+    if "latency_ms_predicted" in record:
+      t = record["latency_table"]
+      self.log(f"child: {record['latency_ms_predicted']:.3f} ms predicted ({t['format']} TFLite, "
+               f"{t['threads']} thread(s), latency table)")
     return record
 
 

@@ -128,6 +128,8 @@ def build_and_verify(child: child_lib.DerivedChild, out_dir: str, *, version: in
     measured(f"tflite_{kind}", name, os.path.getsize(path),
              verify.tflite_runner(path, threads), reference, float32_top1)
 
+  latency_check = check_predicted_latency(child, out_dir, log)
+
   onnx_path = os.path.join(out_dir, onnx_lib.FILE_NAME)
   onnx_lib.convert_saved_model(saved_model_dir, onnx_path)
   measured("onnx", onnx_lib.FILE_NAME, os.path.getsize(onnx_path),
@@ -135,7 +137,7 @@ def build_and_verify(child: child_lib.DerivedChild, out_dir: str, *, version: in
 
   with open(os.path.join(out_dir, LABELS_FILE), "w") as f:
     f.write("".join(f"{name}\n" for name in child.class_names))
-  return {
+  report = {
       "model": child.metadata(),
       "saved_model_version": version,
       "signatures": {saved_model_lib.PIXELS_SIGNATURE: saved_model_lib.PIXELS_INPUT,
@@ -149,6 +151,35 @@ def build_and_verify(child: child_lib.DerivedChild, out_dir: str, *, version: in
                   "tflite_int8": f"top-1 within {verify.INT8_TOP1_POINTS} points of float32"},
       "artefacts": {name: result.as_dict() for name, result in results.items()},
   }
+  if latency_check:
+    report["latency_check"] = latency_check
+  return report
+
+
+def check_predicted_latency(child: child_lib.DerivedChild, out_dir: str,
+                            log: Callable[[str], None]) -> dict | None:
+  """The exported TFLite file's latency, timed as the search's latency table was (same
+  format, threads and runs), next to the table's prediction; None for a search without
+  a latency table."""
+  table = child.architecture.get("latency_table")
+  if not table:
+    return None
+  from export import latency as latency_lib  # Times with the LiteRT interpreter.
+  with open(os.path.join(out_dir, tflite_lib.FILE_NAMES[table["format"]]), "rb") as f:
+    measured = latency_lib.time_flatbuffer(f.read(), table["threads"],
+                                           table.get("runs") or latency_lib.DEFAULT_RUNS)
+  predicted = child.architecture["latency_ms_predicted"]
+  log(f"export: tflite_{table['format']} latency {measured:.3f} ms measured ({table['threads']} "
+      f"thread(s)), {predicted:.3f} ms predicted by the search's latency table "
+      f"({100 * (predicted - measured) / measured:+.1f}%)")
+  return {"format": table["format"], "threads": table["threads"], "predicted_ms": predicted,
+          "measured_ms": round(measured, 4), "table_device": table["device"],
+          "device": latency_platform()}
+
+
+def latency_platform() -> str:
+  from dsnas_tf.latency import platform_string
+  return platform_string()
 
 
 def _publish(staging: str, final: str) -> None:

@@ -77,6 +77,32 @@ def convert(model: keras.Model, image_size: int, kind: str,
   # int8 is calibrated on float pixels; the converter then swaps in a uint8 input.
   input_dtype = tf.float32 if kind == "int8" else tf.uint8
   function = _probabilities_function(model, image_size, input_dtype)
+  flatbuffer = convert_function(function, kind, representative_data, name=FILE_NAMES[kind],
+                                int8_input=tf.uint8, int8_output=tf.float32)
+  if kind == "int8":
+    check_raw_pixel_input(flatbuffer)
+  return flatbuffer
+
+
+def convert_function(function: tf.types.experimental.ConcreteFunction, kind: str,
+                     representative_data: RepresentativeData | None = None, *, name: str,
+                     int8_input: tf.DType = tf.uint8,
+                     int8_output: tf.DType = tf.float32) -> bytes:
+  """The TFLite flatbuffer of a concrete function, with the export's converter settings.
+
+  `--mode=export` (whole children) and `--mode=latency` (one op at a time) both convert
+  through here, so that a latency table times what an export deploys.
+
+  Args:
+    function: the concrete function to convert (its variables are frozen in).
+    kind: "float32", "float16" or "int8".
+    representative_data: calibration samples, required for "int8".
+    name: what the converted model is called in an ExportError.
+    int8_input, int8_output: the int8 model's input and output types (the export takes
+      uint8 pixels and returns float32 probabilities; an op inside a network passes int8).
+  """
+  if kind not in KINDS:
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
   # Without a trackable object the converter freezes the variables into constants: seconds
   # instead of a temporary SavedModel, and calibration reads no resource variables.
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
@@ -89,19 +115,16 @@ def convert(model: keras.Model, image_size: int, kind: str,
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_data
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.float32
+    converter.inference_input_type = int8_input
+    converter.inference_output_type = int8_output
   try:
     with warnings.catch_warnings():
       # The frozen-graph path always says this of the uint8 input; calibration sets it.
       warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-      flatbuffer = converter.convert()
+      return converter.convert()
   except Exception as e:  # The converter raises many types; the user needs the artefact.
-    raise ExportError(f"{FILE_NAMES[kind]}: TFLite conversion failed: "
+    raise ExportError(f"{name}: TFLite conversion failed: "
                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-  if kind == "int8":
-    check_raw_pixel_input(flatbuffer)
-  return flatbuffer
 
 
 def check_raw_pixel_input(flatbuffer: bytes) -> None:

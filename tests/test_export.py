@@ -19,8 +19,10 @@ import tensorflow as tf
 
 from dsnas_tf import cli, trainer
 from dsnas_tf import data as data_lib
+from dsnas_tf import latency
 from dsnas_tf import workdir as workdir_lib
 from dsnas_tf.choice import ChoiceBlock
+from dsnas_tf.search_spaces import shufflenet
 from export import ExportError, ParityError
 from export import child as child_lib
 from export import onnx as onnx_lib
@@ -106,12 +108,26 @@ def _search_and_export(tmp_path_factory, space: str) -> Exported:
   keras.utils.set_random_seed(0)
   source = colour_source()
   cfg = tiny_config(**{**SEARCH, **SPACES[space]})
+  if space == "spos":
+    # A latency table without its term (coefficient 0): the search only records the
+    # child's predicted latency, which the export then measures.
+    cfg.search.latency_table = _write_latency_table(cfg, workdir + "-latency.json")
   searcher = trainer.Searcher(cfg, workdir, source=source, log=lambda _: None)
   searcher.run()
   log: list[str] = []
   report = pipeline.export_workdir(workdir, source=source, log=log.append, **EXPORT_ARGS)
   child = child_lib.child_of(searcher, workdir_lib.load_architecture(workdir))
   return Exported(workdir, searcher, child, report, log)
+
+
+def _write_latency_table(cfg, path: str) -> str:
+  spec = shufflenet.SposSpec.from_config(cfg)
+  table = latency.LatencyTable(
+      format="float32", threads=1, device=latency.platform_string(), space="spos",
+      network=spec.shapes(), choice_ms=tuple((0.01, 0.02, 0.03, 0.04) for _ in spec.blocks),
+      fixed_ms=0.02, runs=3)
+  workdir_lib.atomic_write_json(path, table.to_json())
+  return path
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +245,14 @@ def test_report_gives_size_accuracy_difference_and_latency_of_each_artefact(expo
     if row["path"] is not None:
       assert row["size_bytes"] == verify.file_size(
           os.path.join(exported.export_dir, row["path"])), name
+
+
+def test_export_times_the_tflite_child_next_to_the_latency_tables_prediction(spos):
+  architecture = workdir_lib.load_architecture(spos.workdir)
+  check = spos.report["latency_check"]
+  assert check["predicted_ms"] == architecture["latency_ms_predicted"]
+  assert (check["format"], check["threads"]) == ("float32", 1) and check["measured_ms"] > 0
+  assert any("tflite_float32 latency" in line and "predicted" in line for line in spos.log)
 
 
 def test_export_prints_a_line_per_artefact_and_the_table(spos):

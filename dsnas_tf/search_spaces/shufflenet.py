@@ -87,6 +87,15 @@ class SposSpec:
         dropout=cfg.model.dropout, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std),
         init=s.init, fused_batchnorm=s.fused_batchnorm)
 
+  def shapes(self) -> dict:
+    """The shapes that decide what every op computes (what a latency table is valid for):
+    input size, stem, each block's input size, widths and stride, head, classes."""
+    return {
+        "image_size": self.image_size, "stem": [self.stem_channels, self.stem_stride],
+        "blocks": [[b.input_size, b.in_channels, b.out_channels, b.stride]
+                   for b in self.blocks],
+        "last_channels": self.last_channels, "num_classes": self.num_classes}
+
 
 def _kernel_init(in_per_group: int, kernel: int, scheme: str) -> keras.initializers.Initializer:
   """N(0, std) for a conv kernel with `in_per_group` input channels per group.

@@ -30,13 +30,6 @@ def test_stride1_unit_feeds_odd_channels_to_its_main_branch():
                              rtol=1e-6, atol=1e-6)
 
 
-def test_stride1_unit_shuffles_inputs_of_unknown_size_as_it_does_static_ones():
-  unit, x = _stride1_unit(choice=2)
-  dynamic = tf.function(lambda t: unit(t, training=False),
-                        input_signature=[tf.TensorSpec([None, None, None, 8], tf.float32)])
-  np.testing.assert_array_equal(dynamic(x).numpy(), unit(x, training=False).numpy())
-
-
 def test_stride1_unit_gradient_reaches_both_halves_of_the_input():
   unit, x = _stride1_unit(choice=1)
   x = tf.constant(x)

@@ -181,17 +181,8 @@ class ShuffleUnit(keras.layers.Layer):
     # Written as a reshape to channel pairs and an unstack rather than x[..., 0::2] and
     # x[..., 1::2]: on CPU those strided slices and their gradients (which zero-fill the
     # whole input) were a fifth of a profiled search step (docs/benchmarks.md).
-    half = self.in_channels // 2
-    _, h, w, _ = x.shape
-    if h is not None and w is not None:
-      # With static sizes, a constant-shape reshape and a split: LiteRT's XNNPack delegate
-      # runs both, but not the SHAPE and UNPACK ops of the dynamic form below, which cut an
-      # exported child into one delegated partition per block (docs/latency.md).
-      pairs = tf.reshape(x, [-1, h, w, half, 2])
-      passthrough, x = (tf.reshape(t, [-1, h, w, half]) for t in tf.split(pairs, 2, axis=-1))
-    else:
-      pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [half, 2]], 0))
-      passthrough, x = tf.unstack(pairs, axis=-1)
+    pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.in_channels // 2, 2]], 0))
+    passthrough, x = tf.unstack(pairs, axis=-1)
     return tf.concat([passthrough, self.main(x, training=training)], -1)
 
   def compute_output_shape(self, input_shape):

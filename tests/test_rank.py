@@ -63,7 +63,7 @@ def nb201_workdir(tmp_path_factory, cifar_folder):
   root = tmp_path_factory.mktemp("rank")
   workdir = str(root / "run")
   proc = run_main("--mode=search", f"--config={NB201}", f"--workdir={workdir}",
-                  f"--config.data.folder={cifar_folder}", *TINY_NB201)
+                  f"--config.data.folder={cifar_folder}", *TINY_NB201, grappler=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   table = str(root / "table.csv")
   _write_table(table)
@@ -114,9 +114,9 @@ def test_rank_without_a_table_on_a_spos_workdir_ranks_children_only(tmp_path, ci
   workdir = str(tmp_path / "spos")
   proc = run_main("--mode=search", "--config=configs/tiny.py", f"--workdir={workdir}",
                   f"--config.data.folder={cifar_folder}", "--config.search.epochs=1",
-                  "--config.search.steps_per_epoch=3")
+                  "--config.search.steps_per_epoch=3", grappler=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = run_main("--mode=rank", f"--workdir={workdir}", "--cells=3")
+  proc = run_main("--mode=rank", f"--workdir={workdir}", "--cells=3", grappler=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "rank.json")) as f:
     record = json.load(f)

@@ -67,11 +67,13 @@ def search(args: argparse.Namespace, workdir: str, extra: list[str]) -> dict:
     return json.load(f)
 
 
-def measured_ms(config_path: str, choices: list[int], table: dict) -> float:
+def measured_ms(args: argparse.Namespace, choices: list[int], table: dict) -> float:
   """The child converted as the export converts it, timed like the table's parts."""
   from dsnas_tf import config as config_lib
   from export import latency as measure
-  cfg = config_lib.load_config_file(os.path.join(REPO, config_path))
+  cfg = config_lib.load_config_file(os.path.join(REPO, args.config))
+  # The searches' network: --set may change widths or the input size.
+  cfg.update_from_flattened_dict(dict(overrides.parse_override(kv) for kv in args.set))
   return measure.measure_child(cfg, choices, table["format"], table["threads"], table["runs"])
 
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
       table_flag, f"search.latency_loss_coef={args.coef}", f"search.latency_target_ms={target}"])
   rows = []
   for name, arch, row_target in (("unconstrained", free, None), ("latency", constrained, target)):
-    ms = measured_ms(args.config, arch["choices"], table)
+    ms = measured_ms(args, arch["choices"], table)
     rows.append({"search": name, "target_ms": row_target, "choices": arch["choices"],
                  "macs": arch["macs"], "predicted_ms": arch["latency_ms_predicted"],
                  "measured_ms": round(ms, 4), "test_top1": arch["test_top1"],

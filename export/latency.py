@@ -10,8 +10,8 @@ on random inputs of the right range (the ops' inputs follow a ReLU, the stem's a
 pixels). An int8 op passes int8 tensors in and out, as it does inside an int8 child.
 
 `--validate=K` also converts K random whole children (seeded) and compares the sum of
-their parts with their measured latency. Each part pays the interpreter's fixed cost of an
-invocation and loses the cache reuse between neighbouring ops, so the sum can be biased;
+their parts with their measured latency. A whole child need not cost the sum of its
+parts timed alone (measured: it costs more, docs/latency.md), so the sum can be biased;
 a linear correction (measured ~ scale * sum + offset) is fitted on the K children and
 stored in the table when it predicts better than the plain sum, judged leave-one-out.
 """
@@ -19,7 +19,6 @@ stored in the table when it predicts better than the plain sum, judged leave-one
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +30,7 @@ import tensorflow as tf
 from dsnas_tf import latency as latency_lib
 from dsnas_tf.search_spaces import shufflenet
 from export import tflite as tflite_lib
+from export import verify
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
@@ -44,15 +44,10 @@ def time_flatbuffer(flatbuffer: bytes, threads: int, runs: int,
   interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
   interpreter.allocate_tensors()
   detail = interpreter.get_input_details()[0]
-  interpreter.set_tensor(detail["index"], _random_input(detail["shape"], detail["dtype"]))
-  for _ in range(warmup):
-    interpreter.invoke()
-  times = []
-  for _ in range(max(1, runs)):
-    start = time.perf_counter()
-    interpreter.invoke()
-    times.append(time.perf_counter() - start)
-  return 1000.0 * statistics.median(times)
+  x = _random_input(detail["shape"], detail["dtype"])
+  interpreter.set_tensor(detail["index"], x)
+  # Only invoke() is timed: the input stays in place, as inside a running network.
+  return verify.latency_ms(lambda _: interpreter.invoke(), x, runs, warmup)
 
 
 def _random_input(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import Callable
 
 from dsnas_tf import data as data_lib
 from dsnas_tf import workdir as workdir_lib
+from dsnas_tf.latency import platform_string
 from export import child as child_lib
 from export import onnx as onnx_lib
 from export import saved_model as saved_model_lib
@@ -174,12 +175,7 @@ def check_predicted_latency(child: child_lib.DerivedChild, out_dir: str,
       f"({100 * (predicted - measured) / measured:+.1f}%)")
   return {"format": table["format"], "threads": table["threads"], "predicted_ms": predicted,
           "measured_ms": round(measured, 4), "table_device": table["device"],
-          "device": latency_platform()}
-
-
-def latency_platform() -> str:
-  from dsnas_tf.latency import platform_string
-  return platform_string()
+          "device": platform_string()}
 
 
 def _publish(staging: str, final: str) -> None:

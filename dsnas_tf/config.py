@@ -23,6 +23,8 @@ NB201_ALPHA_DATA = ("same", "separate")
 CREDIT_BASELINES = ("none", "moving_average")
 ZERO_OP_CREDITS = ("zero", "baseline")
 CREDIT_BATCHNORMS = ("batch", "moving")
+PRETRAIN_SAMPLINGS = ("alpha", "no_zero")
+PRETRAIN_LR_SCHEDULES = ("shared", "restart")
 
 # Keys that change the shape or meaning of the searched model: a workdir searched with one
 # value cannot be resumed or evaluated with another.
@@ -106,6 +108,18 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.steps_per_epoch = 0  # 0 = one full pass over the training split.
   c.search.batch_size = 128  # Global batch, split across replicas.
   c.search.pretrain_epochs = 0  # Epochs that train weights only, alpha frozen.
+  # How the weights-only epochs sample a child: "alpha" (the paper: from softmax(alpha),
+  # frozen at its near-uniform initialisation) or "no_zero" (the same with the zero op,
+  # NAS-Bench-201's `none`, never sampled: it has no weights to train, and every sample
+  # of it takes a step away from the parametric ops and cuts the paths through its edge).
+  # The search epochs always sample from softmax(alpha), `none` included.
+  c.search.pretrain_sampling = "alpha"
+  # The weights' learning rate over the weights-only epochs: "shared" (one cosine over
+  # all search.epochs, the paper) or "restart" (a cosine from search.lr to 0 over the
+  # weights-only epochs, then a fresh one from search.lr over the rest, SGDR-style), so
+  # that the supernet the search starts from, and `--mode=rank --checkpoint=warmup`
+  # measures, has annealed rather than stopped at three quarters of the peak lr.
+  c.search.pretrain_lr_schedule = "shared"
   c.search.lr = 0.1
   c.search.warmup_epochs = 0
   c.search.momentum = 0.9
@@ -281,6 +295,10 @@ _RULES: list[Rule] = [
     ("search.steps_per_epoch", lambda v: v >= 0, "an integer >= 0 (0 = full epoch)"),
     ("search.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("search.pretrain_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("search.pretrain_sampling", lambda v: v in PRETRAIN_SAMPLINGS,
+     f"one of {', '.join(PRETRAIN_SAMPLINGS)}"),
+    ("search.pretrain_lr_schedule", lambda v: v in PRETRAIN_LR_SCHEDULES,
+     f"one of {', '.join(PRETRAIN_LR_SCHEDULES)}"),
     ("search.lr", lambda v: v > 0, "a positive number"),
     ("search.warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
     ("search.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -333,6 +351,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'search.warmup_epochs' is {cfg.search.warmup_epochs}; it must be smaller "
         f"than search.epochs ({cfg.search.epochs})")
+  if cfg.search.pretrain_lr_schedule == "restart" and (
+      cfg.search.pretrain_epochs == 0 or cfg.search.warmup_epochs > 0):
+    raise ConfigError(
+        "config key 'search.pretrain_lr_schedule' is 'restart'; it needs "
+        f"search.pretrain_epochs > 0 (it is {cfg.search.pretrain_epochs}) and "
+        f"search.warmup_epochs = 0 (it is {cfg.search.warmup_epochs})")
   if cfg.search.zero_op_credit == "baseline" and cfg.search.credit_baseline != "moving_average":
     raise ConfigError(
         "config key 'search.zero_op_credit' is 'baseline'; it needs "

@@ -93,14 +93,18 @@ def early_stop_decisions(probabilities: tf.Tensor | np.ndarray, h: float) -> np.
 
 
 def sample_z(alpha: tf.Tensor, fixed: tf.Tensor, fixed_choice: tf.Tensor,
-             seed: tf.Tensor) -> tf.Tensor:
+             seed: tf.Tensor, excluded_choice: int | None = None) -> tf.Tensor:
   """One-hot Z ~ p_alpha(Z), one independent categorical per block (Algorithm 1, line 3).
 
   Fixed blocks take their fixed choice. `seed` is a stateless seed of shape [2], so a run
   is reproducible from (config seed, step, replica) and needs no RNG state to resume.
+  With `excluded_choice`, unfixed blocks sample from p_alpha conditioned on not taking it.
   """
   num_choices = tf.shape(alpha)[-1]
   logits = tf.cast(alpha, tf.float32)
+  if excluded_choice is not None:
+    excluded = tf.one_hot(excluded_choice, num_choices, on_value=True, off_value=False)
+    logits = tf.where(excluded, tf.constant(-1e9, tf.float32), logits)
   sampled = tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32)[:, 0]
   choice = tf.where(fixed, fixed_choice, sampled)
   return tf.one_hot(choice, num_choices, dtype=tf.float32)

@@ -76,9 +76,16 @@ STOP_OUTPUT = "stop"
 
 def learning_rate_schedule(cfg: ml_collections.ConfigDict,
                            steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-  """Linear warm-up for `warmup_epochs`, then cosine decay to 0 over the remaining epochs."""
+  """Linear warm-up for `warmup_epochs`, then cosine decay to 0 over the remaining epochs;
+  or (search.pretrain_lr_schedule "restart") a cosine to 0 over the weights-only epochs
+  followed by a second one over the rest."""
   total = cfg.search.epochs * steps_per_epoch
   warmup = cfg.search.warmup_epochs * steps_per_epoch
+  if cfg.search.pretrain_lr_schedule == "restart":
+    first = cfg.search.pretrain_epochs * steps_per_epoch
+    # t_mul makes the second period exactly the remaining steps.
+    return keras.optimizers.schedules.CosineDecayRestarts(
+        cfg.search.lr, first_decay_steps=first, t_mul=(total - first) / first, m_mul=1.0)
   if warmup:
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, decay_steps=max(1, total - warmup),
@@ -375,15 +382,21 @@ class Searcher:
                      / self.num_replicas * dsnas.resource_gradient(alpha, z, self.choice_ms))
     self.alpha_optimizer.apply_gradients([(alpha_grad, alpha)])
 
-  def sample_replica_architectures(self, iteration: tf.Tensor) -> tf.Tensor:
+  def sample_replica_architectures(self, iteration: tf.Tensor,
+                                   update_alpha: bool = True) -> tf.Tensor:
     """One one-hot Z per replica, [replicas, blocks, choices], keyed by (seed, step, replica).
 
     Every worker computes all replicas' samples (they are a pure function of alpha and the
-    step), so the union of sampled ops is known everywhere without a collective.
+    step), so the union of sampled ops is known everywhere without a collective. Steps that
+    do not update alpha leave out the zero op when search.pretrain_sampling is "no_zero".
     """
+    excluded = None
+    if (not update_alpha and self.cfg.search.pretrain_sampling == "no_zero"
+        and self.space.zero_choice is not None):
+      excluded = self.space.zero_choice
     return tf.stack([
         dsnas.sample_z(self.arch.alpha, self.arch.fixed, self.arch.fixed_choice,
-                       dsnas.step_seed(self.cfg.seed, iteration, r))
+                       dsnas.step_seed(self.cfg.seed, iteration, r), excluded)
         for r in range(self.num_replicas)])
 
   def _make_step(self, update_alpha: bool):
@@ -412,7 +425,7 @@ class Searcher:
     def step(iterator, stop_requested=no_stop):
       self._traces += 1  # Python, so it runs only while the step is traced.
       batch = next(iterator)
-      z_all = self.sample_replica_architectures(self.weight_optimizer.iterations)
+      z_all = self.sample_replica_architectures(self.weight_optimizer.iterations, update_alpha)
       # Union over replicas: the ops whose weights this step may change.
       self.weight_optimizer.active_choices.assign(tf.reduce_max(z_all, axis=0) > 0)
       names = []  # The output names, in packing order (known once the replica step traced).

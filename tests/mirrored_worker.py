@@ -105,8 +105,9 @@ def mirrored(workdir: str) -> None:
 class SameArchitectureSearcher(trainer.Searcher):
   """Every replica runs replica 0's sample, the one a single-replica run draws."""
 
-  def sample_replica_architectures(self, iteration: tf.Tensor) -> tf.Tensor:
-    z = super().sample_replica_architectures(iteration)[0]
+  def sample_replica_architectures(self, iteration: tf.Tensor,
+                                   update_alpha: bool = True) -> tf.Tensor:
+    z = super().sample_replica_architectures(iteration, update_alpha)[0]
     return tf.stack([z] * self.num_replicas)
 
 

@@ -361,6 +361,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         "config key 'search.zero_op_credit' is 'baseline'; it needs "
         f"search.credit_baseline='moving_average' (it is {cfg.search.credit_baseline!r})")
+  _check_zero_op_options(cfg)
   if cfg.search.fix_by_epoch and not (
       cfg.search.pretrain_epochs < cfg.search.fix_by_epoch <= cfg.search.epochs):
     raise ConfigError(
@@ -391,6 +392,19 @@ def num_choice_rows(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
     return sum(cfg.model.spos.stage_repeats), 4
   cells = 3 * cfg.model.nb201.cells_per_stage
   return (6 if cfg.model.nb201.sharing == "shared" else 6 * cells), 5
+
+
+def _check_zero_op_options(cfg: ml_collections.ConfigDict) -> None:
+  # Both options act on the zero op (`none`), which only the nb201 space has; on the spos
+  # space they would silently do nothing.
+  if cfg.space == "nb201":
+    return
+  for key, value, inert in (("pretrain_sampling", cfg.search.pretrain_sampling, "no_zero"),
+                            ("zero_op_credit", cfg.search.zero_op_credit, "baseline")):
+    if value == inert:
+      raise ConfigError(
+          f"config key 'search.{key}' is {value!r}; it acts on the zero op, which only the "
+          f"nb201 space has (this config's space is '{cfg.space}')")
 
 
 def _check_fixed_child(cfg: ml_collections.ConfigDict) -> None:

@@ -101,10 +101,20 @@ def test_model_defining_differences_name_the_keys():
 
 
 def test_zero_op_credit_baseline_needs_the_moving_average_baseline():
-  message = _error(tiny_config(**{"search.zero_op_credit": "baseline"}))
+  cfg = _load("cifar10_nb201_cpu")
+  cfg.search.credit_baseline = "none"
+  message = _error(cfg)
   assert "'search.zero_op_credit'" in message and "credit_baseline='moving_average'" in message
-  config_lib.validate(tiny_config(**{"search.zero_op_credit": "baseline",
-                                     "search.credit_baseline": "moving_average"}))
+  cfg.search.credit_baseline = "moving_average"
+  config_lib.validate(cfg)
+
+
+@pytest.mark.parametrize("key, value", [("search.pretrain_sampling", "no_zero"),
+                                        ("search.zero_op_credit", "baseline")])
+def test_zero_op_options_are_refused_on_a_space_without_a_zero_op(key, value):
+  # configs/tiny.py is the spos space, which has no `none` op for these options to act on.
+  message = _error(tiny_config(**{key: value, "search.credit_baseline": "moving_average"}))
+  assert f"'{key}' is '{value}'" in message and "only the nb201 space" in message
 
 
 def test_op_bn_affine_must_be_a_bool():

@@ -149,6 +149,8 @@ def build_and_verify(child: child_lib.DerivedChild, out_dir: str, *, version: in
       "latency": (f"median of {latency_runs} single-image runs on the CPU after 3 warm-up "
                   f"runs; LiteRT and onnxruntime with {threads} threads"),
       "targets": {**{k: f"max abs diff <= {v:g}" for k, v in verify.PROBABILITY_TARGETS.items()},
+                  **{k: f"max abs diff <= {v:g} on {100 * verify.TAIL_QUANTILE:g}% of images"
+                     for k, v in verify.TAIL_TARGETS.items()},
                   "tflite_int8": f"top-1 within {verify.INT8_TOP1_POINTS} points of float32"},
       "artefacts": {name: result.as_dict() for name, result in results.items()},
   }

@@ -229,6 +229,9 @@ def test_report_meets_every_parity_target(exported):
   for name, target in verify.PROBABILITY_TARGETS.items():
     assert artefacts[name]["max_abs_diff"] <= target, name
     assert artefacts[name]["passed"] is True
+  for name, target in verify.TAIL_TARGETS.items():
+    assert artefacts[name]["tail_abs_diff"] <= target, name
+    assert artefacts[name]["passed"] is True
   int8, float32 = artefacts["tflite_int8"], artefacts["tflite_float32"]
   assert abs(int8["top1"] - float32["top1"]) <= verify.INT8_TOP1_POINTS
   assert int8["passed"] is True
@@ -496,6 +499,26 @@ def test_missed_parity_target_names_the_artefact_and_difference_and_writes_nothi
     pipeline.export_workdir(workdir, source=spos.searcher.source, log=lambda _: None,
                             **EXPORT_ARGS)
   assert sorted(os.listdir(workdir)) == before
+
+
+def _float16_measurement(per_image_diffs: list[float]) -> verify.Measurement:
+  diffs = np.asarray(per_image_diffs)
+  return verify.Measurement(
+      artefact="tflite_float16", path="model_float16.tflite", size_bytes=1,
+      images=len(diffs), top1=50.0, max_abs_diff=float(diffs.max()),
+      tail_abs_diff=float(np.quantile(diffs, verify.TAIL_QUANTILE)), latency_ms=1.0)
+
+
+def test_float16_passes_with_one_image_in_ten_thousand_over_its_bound():
+  diffs = [0.001] * 9999 + [0.0104]  # The tail measured on a 72% CIFAR-10 child.
+  assert verify.check(_float16_measurement(diffs)).passed is True
+
+
+def test_float16_fails_when_more_than_one_image_in_a_thousand_is_over_its_bound():
+  diffs = [0.001] * 9900 + [0.02] * 100
+  with pytest.raises(ParityError, match=r"^model_float16\.tflite: probabilities differ .* "
+                                        r"more than 0\.01 on more than 0\.1% of 10000"):
+    verify.check(_float16_measurement(diffs))
 
 
 def test_export_of_an_unfinished_search_exits_2_with_one_line_and_writes_nothing(spos, tmp_path):

@@ -1,11 +1,11 @@
 """Where the time to a search's first step goes: setup, input pipeline, trace, optimisation.
 
     python benchmarks/first_step.py
-    python benchmarks/first_step.py --grappler=off
-    python benchmarks/first_step.py --set model.spos.fused_batchnorm=True
+    python benchmarks/first_step.py --set distribute.graph_optimizer=True
+    python benchmarks/first_step.py --set model.spos.fused_batchnorm=False
 
 Builds the `Searcher` of `--config` on the CIFAR-10 JPEG copy as `--mode=search` does
-(same `distribute.determinism`, default strategy), then
+(same `distribute.determinism` and `distribute.graph_optimizer`, default strategy), then
 times, one after another:
 
   setup       the Searcher: data source, supernet, MAC table, optimizers;
@@ -36,13 +36,12 @@ sys.path.insert(0, REPO)  # For dsnas_tf and benchmarks.
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import overrides, timing  # noqa: E402
-from benchmarks.step_time import add_grappler_flag, apply_grappler_flag  # noqa: E402
 from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
 from dsnas_tf import trainer  # noqa: E402
 
-EXAMPLE_SET = "model.spos.fused_batchnorm=True"
+EXAMPLE_SET = "distribute.graph_optimizer=True"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="CIFAR-10 in ImageFolder layout (train/ and test/)")
   parser.add_argument("--steps", type=int, default=5, help="steady-state steps after the first")
   overrides.add_set_flag(parser, EXAMPLE_SET)
-  add_grappler_flag(parser)
   return parser
 
 
@@ -69,13 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
   args = parse_args()
-  apply_grappler_flag(args)
   cfg = config_lib.load_config_file(os.path.join(REPO, args.config))
   cfg.data.folder = args.folder
   cfg.update_from_flattened_dict(dict(overrides.parse_override(kv) for kv in args.set))
   config_lib.validate(cfg)
-  distribute_lib.configure_devices(cfg)  # Determinism as --mode=search sets it.
-  print(f"{args.config} {' '.join(args.set)}, grappler {args.grappler}, "
+  # Determinism and grappler (distribute.graph_optimizer) as --mode=search sets them.
+  distribute_lib.configure_devices(cfg)
+  grappler = "on" if cfg.distribute.graph_optimizer else "off"
+  print(f"{args.config} {' '.join(args.set)}, grappler {grappler}, "
         f"{timing.machine_line()}")
 
   start = time.perf_counter()

@@ -203,6 +203,13 @@ def default_config() -> ml_collections.ConfigDict:
   # scale. On a CPU, where searches are experiments reported per seed, that is the
   # default's price for a seed that means something; on a GPU the default keeps TF's speed.
   c.distribute.determinism = "auto"
+  # False switches off grappler, TF's graph optimizer, for every function the run traces.
+  # A supernet's step graph has ~90k nodes (every op of every block and its gradient), and
+  # optimising it is most of the time to the first step: on a 2-core CPU at CIFAR scale
+  # 47 of its 75 s, 21 s without grappler, with the same steady step time
+  # (benchmarks/first_step.py, docs/benchmarks.md). On a GPU grappler's fusions and layout
+  # changes pay for themselves, so True (TF's setting, left as it is) is the default.
+  c.distribute.graph_optimizer = True
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.max_to_keep = 3
@@ -330,6 +337,7 @@ _RULES: list[Rule] = [
     ("distribute.strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
     ("distribute.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     ("distribute.determinism", lambda v: v in DETERMINISM, f"one of {', '.join(DETERMINISM)}"),
+    ("distribute.graph_optimizer", lambda v: isinstance(v, bool), "True or False"),
     ("distribute.logical_cpus", lambda v: 0 <= v <= 64, "an integer in [0, 64] (0 = no split)"),
     ("checkpoint.max_to_keep", lambda v: v >= 1, "an integer >= 1"),
     ("checkpoint.every_steps", lambda v: v >= 0, "an integer >= 0"),

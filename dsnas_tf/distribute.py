@@ -88,11 +88,20 @@ def enable_determinism(strict: bool) -> None:
     warnings.warn(f"{message}: this run is not bit-reproducible", RuntimeWarning, stacklevel=2)
 
 
+def configure_graph_optimizer(cfg: ml_collections.ConfigDict) -> None:
+  """Switches grappler off for every function traced from now on if
+  `distribute.graph_optimizer` is False; True leaves the process's setting as it is."""
+  if not cfg.distribute.graph_optimizer:
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
 def configure_devices(cfg: ml_collections.ConfigDict) -> None:
-  """Applies `distribute.determinism` and `distribute.logical_cpus`; must run before
-  TensorFlow initialises its devices (i.e. before the first op)."""
+  """Applies `distribute.determinism`, `distribute.graph_optimizer` and
+  `distribute.logical_cpus`; must run before TensorFlow initialises its devices (i.e.
+  before the first op)."""
   if wants_determinism(cfg):
     enable_determinism(strict=cfg.distribute.determinism == "on")
+  configure_graph_optimizer(cfg)
   n = cfg.distribute.logical_cpus
   if not n:
     return

@@ -679,7 +679,8 @@ class Searcher:
     test = self._end_epoch(epoch, update_alpha)
     # Tracing is a one-off: the ETA of the epochs to come leaves it out.
     self._epoch_seconds.append(time.perf_counter() - epoch_start - tracing_s)
-    self._log_epoch_summary(epoch, test)
+    self._log_epoch_summary(epoch, test, "the fixed child" if phase == "train fixed child"
+                            else "sampled children")
 
   def _progress_bar(self, steps: int) -> keras.utils.Progbar:
     # Every worker would print the same all-reduced numbers: only the chief shows them.
@@ -687,15 +688,15 @@ class Searcher:
                                verbose=1 if self.is_chief and steps > 0 else 0,
                                stateful_metrics=["loss", "acc", "img/s"], unit_name="step")
 
-  def _log_epoch_summary(self, epoch: int, test: EvalResult | None) -> None:
-    """One line per epoch that reads well in a log an hour long: train (and test) accuracy,
-    blocks fixed so far, and the ETA of the whole run."""
+  def _log_epoch_summary(self, epoch: int, test: EvalResult | None, trained: str) -> None:
+    """One line per epoch that reads well in a log an hour long: train (and test) accuracy
+    of what the epoch `trained`, blocks fixed so far, and the ETA of the whole run."""
     done, total = epoch + 1, self.cfg.search.epochs
     parts = [f"epoch {done}/{total} done"]
     if self.epoch_metrics:
       m = self.epoch_metrics
-      parts.append(f"train loss {m['loss']:.4f} accuracy {m['accuracy']:.2f}% (sampled "
-                   f"children, {m['img/s']:.1f} img/s)")
+      parts.append(f"train loss {m['loss']:.4f} accuracy {m['accuracy']:.2f}% ({trained}, "
+                   f"{m['img/s']:.1f} img/s)")
     if test is not None:
       parts.append(f"test top-1 {test.top1:.2f}% (derived child)")
     parts.append(f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")

@@ -45,6 +45,10 @@ def test_tiny_budget_variant_searches_fixes_every_block_and_evaluates_from_the_c
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "search deadline (search.fix_by_epoch=2)" in proc.stdout
   assert "epoch 4/4: train fixed child, 4/4 blocks fixed" in proc.stdout
+  summaries = [line for line in proc.stdout.splitlines() if " done, train loss " in line]
+  assert len(summaries) == 4
+  assert "(sampled children, " in summaries[1] and "test top-1 " in summaries[1]
+  assert "(the fixed child, " in summaries[3] and "4/4 blocks fixed" in summaries[3]
   with open(os.path.join(workdir, "architecture.json")) as f:
     arch = json.load(f)
   assert all(e is not None and e <= 1 for e in arch["fixed_epoch"])  # 0-based: by epoch 2.

@@ -36,7 +36,6 @@ sys.path.insert(0, REPO)  # For dsnas_tf and benchmarks.
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import overrides, timing  # noqa: E402
-from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
 from dsnas_tf import trainer  # noqa: E402
@@ -48,11 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
   """The script's flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="configs/cifar10_spos_cpu.py")
-  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"),
-                      help="CIFAR-10 in ImageFolder layout (train/ and test/)")
+  overrides.add_config_flags(parser, "configs/cifar10_spos_cpu.py", EXAMPLE_SET)
   parser.add_argument("--steps", type=int, default=5, help="steady-state steps after the first")
-  overrides.add_set_flag(parser, EXAMPLE_SET)
   return parser
 
 
@@ -67,10 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
   args = parse_args()
-  cfg = config_lib.load_config_file(os.path.join(REPO, args.config))
-  cfg.data.folder = args.folder
-  cfg.update_from_flattened_dict(dict(overrides.parse_override(kv) for kv in args.set))
-  config_lib.validate(cfg)
+  cfg = overrides.load_config(args, REPO)
   # Determinism and grappler (distribute.graph_optimizer) as --mode=search sets them.
   distribute_lib.configure_devices(cfg)
   grappler = "on" if cfg.distribute.graph_optimizer else "off"
@@ -89,7 +82,7 @@ def main() -> None:
   del probe
 
   step = searcher.train_step_fn(True)
-  iterator = searcher._train_iterator(0, 0)
+  iterator = searcher._train_iterator(0, 0, update_alpha=True)
   no_stop = tf.constant(False)
   start = time.perf_counter()
   concrete = step.get_concrete_function(iterator, no_stop)

@@ -35,6 +35,27 @@ def parse_checked(parser: argparse.ArgumentParser, argv: list[str] | None, repo:
   return args
 
 
+CIFAR10_FOLDER = os.path.expanduser("~/.cache/dsnas-tf/cifar10")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config: str, example: str) -> None:
+  """--config (default `config`), --folder (CIFAR-10 in ImageFolder layout) and --set."""
+  parser.add_argument("--config", default=config)
+  parser.add_argument("--folder", default=CIFAR10_FOLDER,
+                      help="CIFAR-10 in ImageFolder layout (train/ and test/)")
+  add_set_flag(parser, example)
+
+
+def load_config(args: argparse.Namespace, repo: str):
+  """`args.config` (relative to `repo`) reading `args.folder`, with the --set overrides,
+  validated."""
+  cfg = config_lib.load_config_file(os.path.join(repo, args.config))
+  cfg.data.folder = args.folder
+  cfg.update_from_flattened_dict(dict(parse_override(kv) for kv in args.set))
+  config_lib.validate(cfg)
+  return cfg
+
+
 def parse_override(kv: str) -> tuple[str, Any]:
   """`KEY=VALUE` with VALUE a Python literal (True, 0.1, (1, 2)) or else a string."""
   key, text = kv.split("=", 1)

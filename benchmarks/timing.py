@@ -24,6 +24,8 @@ import statistics
 import time
 from typing import Any, Callable, Sequence
 
+from dsnas_tf import machine
+
 
 # ------------------------------------------------------------------ timed calls
 
@@ -194,6 +196,6 @@ def check_rounds(parser: argparse.ArgumentParser, calls: int, per_round: int,
 
 
 def machine_line() -> str:
-  """CPU count and load average: the conditions a table was measured in."""
+  """CPU model, count and load average: the conditions a table was measured in."""
   load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-  return f"{os.cpu_count()} CPU(s), load average {load}"
+  return f"{machine.cpu_description()}, {os.cpu_count()} CPU(s), load average {load}"

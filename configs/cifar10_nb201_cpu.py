@@ -17,8 +17,8 @@ momentum, weight decay 5e-4, batch 64, cosine lr from 0.025):
   time bounds the search here: a weights-only epoch of 25k images takes about 30 s, a
   search epoch (weights plus alpha's held-out batch) about 40 s, so a seed's whole run
   took 21-24 minutes with `distribute.determinism=off`; under the deterministic default
-  weights-only epochs take 40-45 s and a seed took 31.5 minutes on idle cores (seed 2,
-  docs/nas-bench-201.md): over the 30-minute budget. Deeper and thinner
+  weights-only epochs take 40-45 s and a seed took 31.2-31.5 minutes on idle cores (seed 2
+  on two machines, docs/nas-bench-201.md): over the 30-minute budget. Deeper and thinner
   (8 channels, 3 cells per stage) learnt far slower (23% vs 43% training accuracy of the
   sampled children after 7 weights-only epochs) and did not change which ops the credit
   favours.

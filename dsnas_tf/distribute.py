@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tempfile
 import warnings
 
+import keras
 import ml_collections
 import tensorflow as tf
 
+from dsnas_tf import machine
 from dsnas_tf.config import ConfigError
 
 
@@ -48,6 +51,19 @@ def wants_determinism(cfg: ml_collections.ConfigDict) -> bool:
   if mode == "auto":
     return not tf.config.list_physical_devices("GPU")
   return mode == "on"
+
+
+def platform_record() -> dict:
+  """Where a run ran: TensorFlow, Keras and Python versions, the CPU and any GPUs.
+
+  A deterministic run is bit-identical only to reruns where these match: oneDNN picks its
+  CPU kernels, and so their rounding, by the instruction sets the CPU has, and a search
+  amplifies a difference in the last bits (docs/reproducibility.md).
+  """
+  model, flags = machine.cpu_model_and_flags()
+  return {"tensorflow": tf.__version__, "keras": keras.__version__,
+          "python": platform.python_version(), "cpu": model, "cpu_count": os.cpu_count(),
+          "cpu_flags": flags, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
 _op_determinism_enabled = False  # TF has no public getter for it.

@@ -14,6 +14,7 @@ statistics happen to be to the mixture's rather than by what their weights learn
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import warnings
@@ -152,12 +153,16 @@ def rank_workdir(workdir: str, *, table_path: str | None = None, column: str | N
     cell_blocks = len(nb201.EDGES)
   children = sample_distinct_children(space.num_blocks, space.num_choices, cells, seed,
                                       cell_blocks=cell_blocks)
+  # Both are read once, and only their first images: nothing for an in-memory cache to keep.
+  read_cfg = copy.deepcopy(cfg)
+  read_cfg.data.cache = False
   calibration, _ = _images(
-      data_lib.train_dataset(searcher.source, cfg, batch_size=cfg.eval.batch_size, epoch=0,
+      data_lib.train_dataset(searcher.source, read_cfg, batch_size=cfg.eval.batch_size, epoch=0,
                              subset=searcher.weight_subset), bn_images, "training split",
       searcher.source)
-  held_out = _images(data_lib.eval_dataset(searcher.source, cfg, batch_size=cfg.eval.batch_size),
-                     eval_images, "eval split", searcher.source)
+  held_out = _images(
+      data_lib.eval_dataset(searcher.source, read_cfg, batch_size=cfg.eval.batch_size),
+      eval_images, "eval split", searcher.source)
   scorer = ChildScorer(searcher, calibration, *held_out, batch_size=cfg.eval.batch_size)
   log(f"rank: {cells} children of {path}, BN recalibrated on {len(calibration)} training "
       f"images, scored on {scorer.count} held-out images"

@@ -220,7 +220,8 @@ class Searcher:
   def _replica_step(self, batch, z_all: tf.Tensor, update_alpha: bool) -> dict[str, tf.Tensor]:
     ctx = tf.distribute.get_replica_context()
     z = tf.gather(z_all, ctx.replica_id_in_sync_group)
-    (images, labels), alpha_batch = batch if self.separate_alpha_data else (batch, None)
+    with_alpha_batch = self.separate_alpha_data and update_alpha
+    (images, labels), alpha_batch = batch if with_alpha_batch else (batch, None)
     with tf.GradientTape() as tape:
       tape.watch(z)
       logits, per_example, loss = self._forward(images, labels, z)
@@ -458,14 +459,18 @@ class Searcher:
 
   # ---------------------------------------------------------------- data
 
-  def _train_iterator(self, epoch: int, skip_batches: int):
+  def _train_iterator(self, epoch: int, skip_batches: int, update_alpha: bool):
+    # Alpha's held-out batches only where alpha learns: pre-training and the fixed child's
+    # epochs would read, decode and augment them for nothing.
+    with_alpha_batch = self.separate_alpha_data and update_alpha
+
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
       def subset(name: str) -> tf.data.Dataset:
         return data_lib.train_dataset(
             self.source, self.cfg, batch_size=ctx.get_per_replica_batch_size(self.global_batch),
             epoch=epoch, subset=name, input_context=ctx)
       ds = subset(self.weight_subset)
-      if self.separate_alpha_data:  # ((weight images, labels), (alpha images, labels)).
+      if with_alpha_batch:  # ((weight images, labels), (alpha images, labels)).
         ds = tf.data.Dataset.zip((ds, subset("alpha")))
       return ds.skip(skip_batches) if skip_batches else ds
 
@@ -483,9 +488,8 @@ class Searcher:
       choices = self.arch.derived_choices()
     z = tf.one_hot(np.asarray(choices, np.int32), self.space.num_choices)
     cfg = self.cfg
-    ds = data_lib.eval_dataset(self.source, cfg, batch_size=cfg.eval.batch_size)
-    if max_images:
-      ds = ds.unbatch().take(max_images).batch(cfg.eval.batch_size)
+    ds = data_lib.eval_dataset(self.source, cfg, batch_size=cfg.eval.batch_size,
+                               max_images=max_images)
     dist = self.strategy.experimental_distribute_dataset(ds)
     if self._eval_step is None:
       @tf.function
@@ -621,7 +625,7 @@ class Searcher:
     start_step = int(self.state.step_in_epoch.numpy())
     update_alpha = epoch >= cfg.search.pretrain_epochs and not bool(np.all(self.arch.fixed))
     step_fn = self.train_step_fn(update_alpha)
-    iterator = self._train_iterator(epoch, start_step)
+    iterator = self._train_iterator(epoch, start_step, update_alpha)
     phase = "search" if update_alpha else (
         "pre-train (alpha frozen)" if epoch < cfg.search.pretrain_epochs else "train fixed child")
     self.log(f"epoch {epoch + 1}/{cfg.search.epochs}: {phase}, "
@@ -796,6 +800,8 @@ class Searcher:
         "epochs": int(self.state.epoch.numpy()),
         # Whether this process ran bit-reproducibly (distribute.determinism).
         "deterministic": distribute_lib.is_deterministic(),
+        # Where it ran: a deterministic run repeats bit for bit only where this matches.
+        "platform": distribute_lib.platform_record(),
         # The supernet's training accuracy over its last epoch (sampled children).
         "final_train_accuracy": (round(self.epoch_metrics["accuracy"], 4)
                                  if self.epoch_metrics else None),

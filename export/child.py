@@ -123,9 +123,8 @@ def preprocess_decoded(image: tf.Tensor, child: DerivedChild) -> tf.Tensor:
 def child_top1(child: DerivedChild, max_images: int = 0, batch_size: int = 128) -> tuple[float, int]:
   """Top-1 (percent) of the Keras child on the test split through the evaluation pipeline
   (float pixels, as `Searcher.evaluate` sees them), and the number of images."""
-  ds = data_lib.eval_dataset(child.source, child.cfg, batch_size=batch_size)
-  if max_images:
-    ds = ds.unbatch().take(max_images).batch(batch_size)
+  ds = data_lib.eval_dataset(child.source, child.cfg, batch_size=batch_size,
+                             max_images=max_images)
   predict = tf.function(lambda x: child.model(x, training=False), reduce_retracing=True)
   correct, total = 0, 0
   for images, labels in ds:

@@ -75,8 +75,8 @@ class EvalImages:
   def __init__(self, child: DerivedChild, max_images: int = 0, batch_size: int = 64):
     available = child.source.eval_size
     self.count = min(max_images, available) if max_images else available
-    ds = data_lib.eval_dataset(child.source, child.cfg, batch_size=batch_size)
-    ds = ds.unbatch().take(self.count).batch(batch_size)
+    ds = data_lib.eval_dataset(child.source, child.cfg, batch_size=batch_size,
+                               max_images=self.count)
     ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y))
     size = child.image_size
     if self.count * size * size * 3 <= _CACHE_BYTES:

@@ -68,7 +68,7 @@ def in_sync(variables) -> bool:
 
 def run_steps(searcher) -> tuple[list, list]:
   step = searcher.train_step_fn(True)
-  iterator = searcher._train_iterator(0, 0)
+  iterator = searcher._train_iterator(0, 0, update_alpha=True)
   unions, alpha_in_sync = [], []
   for _ in range(STEPS):
     step(iterator)

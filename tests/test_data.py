@@ -111,3 +111,54 @@ def test_cifar10_jpeg_copy_loads_with_tfds_label_order(cifar_folder):
   assert (source.train_size, source.eval_size) == (50_000, 10_000)
   assert source.class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                 "horse", "ship", "truck")
+
+
+def _read_epoch(source, cfg, epoch, batch_size=4):
+  steps = source.train_size // batch_size
+  ds = data.train_dataset(source, cfg, batch_size=batch_size, epoch=epoch)
+  return [images for images, _ in ds.take(steps).as_numpy_iterator()]
+
+
+def _delete_training_images(root):
+  for name in CLASSES:
+    for file in os.listdir(os.path.join(root, "train", name)):
+      os.remove(os.path.join(root, "train", name, file))
+
+
+def test_a_cached_folder_is_read_from_disk_only_in_the_first_epoch(tmp_path):
+  root = _write_folder(tmp_path)
+  cfg = _cfg(root, **{"data.cache": True})
+  source = data.open_source(cfg)
+  _read_epoch(source, cfg, epoch=0)
+  _delete_training_images(root)
+  second = _read_epoch(source, cfg, epoch=1)
+  assert len(second) == 3 and second[0].shape == (4, 32, 32, 3)
+
+
+def test_an_uncached_folder_is_read_from_disk_every_epoch(tmp_path):
+  root = _write_folder(tmp_path)
+  cfg = _cfg(root, **{"data.cache": False})
+  source = data.open_source(cfg)
+  _read_epoch(source, cfg, epoch=0)
+  _delete_training_images(root)
+  with pytest.raises(Exception, match="0.png|No such file"):
+    _read_epoch(source, cfg, epoch=1)
+
+
+def test_each_epoch_of_a_cached_folder_keeps_its_own_augmentation(tmp_path):
+  cfg = _cfg(_write_folder(tmp_path), **{"data.cache": True})
+  source = data.open_source(cfg)
+  first, again = _read_epoch(source, cfg, epoch=0), _read_epoch(source, cfg, epoch=0)
+  other = _read_epoch(source, cfg, epoch=1)
+  np.testing.assert_array_equal(np.stack(first), np.stack(again))
+  assert not np.array_equal(np.stack(first), np.stack(other))
+
+
+def test_eval_max_images_keeps_the_first_images_in_order(tmp_path):
+  cfg = _cfg(_write_folder(tmp_path))
+  source = data.open_source(cfg)
+  everything, _ = next(data.eval_dataset(source, cfg, batch_size=12).as_numpy_iterator())
+  first = [x for x, _ in data.eval_dataset(source, cfg, batch_size=4,
+                                           max_images=5).as_numpy_iterator()]
+  assert [len(x) for x in first] == [4, 1]
+  np.testing.assert_array_equal(np.concatenate(first), everything[:5])

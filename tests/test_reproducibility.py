@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from dsnas_tf import config as config_lib
 from dsnas_tf import distribute as distribute_lib
+from dsnas_tf import machine
 from dsnas_tf import workdir as workdir_lib
 from tests.conftest import REPO, tiny_config
 from tests.test_resume import (Interruption, checkpoint_paths, interrupt, search_env,
@@ -106,6 +107,13 @@ def test_sigkilled_and_resumed_search_ends_bitwise_like_an_uninterrupted_one(wid
 def test_architecture_json_says_the_search_was_deterministic(wide_runs):
   record = workdir_lib.read_json(os.path.join(wide_runs["first"], workdir_lib.ARCHITECTURE_FILE))
   assert record["deterministic"] is True
+
+
+def test_architecture_json_records_the_versions_and_cpu_it_ran_on(wide_runs):
+  record = workdir_lib.read_json(os.path.join(wide_runs["first"], workdir_lib.ARCHITECTURE_FILE))
+  where = record["platform"]
+  assert (where["tensorflow"], where["cpu_count"]) == (tf.__version__, os.cpu_count())
+  assert where["cpu"] and set(where["cpu_flags"]) <= set(machine.KERNEL_ISA_FLAGS)
 
 
 # ---------------------------------------------------------------- the setting

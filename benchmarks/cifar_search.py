@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--baseline", choices=BASELINES, default="search",
                       help="search, or train a random / the paper's child with the same budget")
-  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"),
+  parser.add_argument("--folder", default=overrides.CIFAR10_FOLDER,
                       help="CIFAR-10 in ImageFolder layout (train/ and test/)")
   parser.add_argument("--config", default=CONFIG)
   parser.add_argument("--seed", type=int, default=0,

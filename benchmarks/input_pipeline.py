@@ -41,10 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = overrides.parse_checked(parser, argv, REPO, EXAMPLE_SET)
   if args.epochs < 1:
     parser.error(f"--epochs={args.epochs} must be at least 1")
-  overrides.check_set_flags(parser, args.set, args.config, REPO, EXAMPLE_SET)
   return args
 
 

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", default=CONFIG)
-  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"),
+  parser.add_argument("--folder", default=overrides.CIFAR10_FOLDER,
                       help="CIFAR-10 in ImageFolder layout (train/ and test/)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--validate", type=int, default=20,

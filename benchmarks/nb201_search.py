@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--table", required=True, help="the NAS-Bench-201 CSV table")
   parser.add_argument("--column", default=DEFAULT_COLUMN)
-  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/dsnas-tf/cifar10"),
+  parser.add_argument("--folder", default=overrides.CIFAR10_FOLDER,
                       help="CIFAR-10 in ImageFolder layout (train/ and test/)")
   parser.add_argument("--config", default=CONFIG)
   parser.add_argument("--seeds", default="0,1,2")

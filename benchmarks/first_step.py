@@ -1,7 +1,7 @@
 """Where the time to a search's first step goes: setup, input pipeline, trace, optimisation.
 
     python benchmarks/first_step.py
-    python benchmarks/first_step.py --set distribute.graph_optimizer=True
+    python benchmarks/first_step.py --set distribute.graph_optimizer=on
     python benchmarks/first_step.py --set model.spos.fused_batchnorm=False
 
 Builds the `Searcher` of `--config` on the CIFAR-10 JPEG copy as `--mode=search` does
@@ -40,7 +40,7 @@ from dsnas_tf import data as data_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
 from dsnas_tf import trainer  # noqa: E402
 
-EXAMPLE_SET = "distribute.graph_optimizer=True"
+EXAMPLE_SET = "distribute.graph_optimizer=on"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def main() -> None:
   cfg = overrides.load_config(args, REPO)
   # Determinism and grappler (distribute.graph_optimizer) as --mode=search sets them.
   distribute_lib.configure_devices(cfg)
-  grappler = "on" if cfg.distribute.graph_optimizer else "off"
+  grappler = "on" if distribute_lib.wants_graph_optimizer(cfg) else "off"
   print(f"{args.config} {' '.join(args.set)}, grappler {grappler}, "
         f"{timing.machine_line()}")
 

@@ -16,16 +16,17 @@ momentum, weight decay 5e-4, batch 64, cosine lr from 0.025):
 - Space: 16 channels as the benchmark, 1 cell per stage (3 cells, not 15). The epoch
   time bounds the search here: a weights-only epoch of 25k images takes about 30 s, a
   search epoch (weights plus alpha's held-out batch) about 40 s, so a seed's whole run
-  took 21-24 minutes with `distribute.determinism=off`; under the deterministic default
-  weights-only epochs take 40-45 s and a seed took 31.2-31.5 minutes on idle cores (seed 2
-  on two machines, docs/nas-bench-201.md): over the 30-minute budget. Deeper and thinner
+  took 21-24 minutes with `distribute.determinism=off`; deterministic (op determinism
+  and one inter-op thread, grappler on) weights-only epochs take 40-45 s and a seed took
+  31.2-31.5 minutes on idle cores (seed 2 on two machines, docs/nas-bench-201.md): over
+  the 30-minute budget. Deeper and thinner
   (8 channels, 3 cells per stage) learnt far slower (23% vs 43% training accuracy of the
   sampled children after 7 weights-only epochs) and did not change which ops the credit
   favours.
 - Epochs: 30, of which 10 weights-only: by then the sampled children train at about 49%
   and their ranking by the supernet agrees with the table at Kendall tau 0.23-0.29 (64
   cells, three seeds with `distribute.determinism=off`; 0.452, 0.339 and 0.428 for seeds
-  0, 1 and 2 under the deterministic default); every edge is fixed by epoch 20, and the last 10
+  0, 1 and 2 deterministic, grappler on); every edge is fixed by epoch 20, and the last 10
   epochs train the found cell alone (its test top-1 at the end is the run's own
   deployable child).
 - alpha: Adam with lr 5e-3 (the paper's 1e-3 moved softmax(alpha) by about 0.01 per

@@ -33,7 +33,7 @@ paper's recipe at CIFAR scale:
 - BatchNorm on TF's fused kernel (`model.spos.fused_batchnorm`): the supernet ran at
   461-494 img/s against 314-331 with Keras's composite BatchNorm, and its graph is a third
   the size.
-- Grappler off (`distribute.graph_optimizer = False`): the search step's first call took
+- Grappler off (`distribute.graph_optimizer = "off"`; "auto" does it on a CPU anyway): the search step's first call took
   47 instead of 76 s, with the same steady step (benchmarks/first_step.py).
 - 26 epochs: about 86-105 s per epoch of 50,000 images at batch 256, plus the two traced
   first steps (search step and weights-only step) and the evaluations, is 44-50 minutes.
@@ -69,5 +69,5 @@ def get_config():
   c.search.early_stop_h = 0.3
   c.search.fix_by_epoch = 3
   c.search.eval_every = 5
-  c.distribute.graph_optimizer = False
+  c.distribute.graph_optimizer = "off"
   return c

@@ -17,6 +17,7 @@ AUGMENTATIONS = ("cifar", "imagenet", "none")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DETERMINISM = ("auto", "on", "off")
+GRAPH_OPTIMIZER = ("auto", "on", "off")
 SPOS_INIT = ("reference", "he")  # model.spos.init
 NB201_SHARING = ("shared", "per_cell")
 NB201_ALPHA_DATA = ("same", "separate")
@@ -194,22 +195,26 @@ def default_config() -> ml_collections.ConfigDict:
   # multi-replica code path on a machine without GPUs (tests, benchmarks).
   c.distribute.logical_cpus = 0
   # Bit-reproducible runs: "on" enables TF's op determinism and runs the graph's ops one at
-  # a time (one inter-op thread; each op still uses every core), "off" leaves TF's
-  # defaults, "auto" is "on" without a GPU and "off" with one. Measured on a 2-core CPU
+  # a time (one inter-op thread; each op still uses every core), and with
+  # graph_optimizer "auto" (below) switches grappler off; "off" leaves TF's defaults,
+  # "auto" is "on" without a GPU and "off" with one. Measured on a 2-core CPU
   # (benchmarks/determinism.py, docs/reproducibility.md): with TF's defaults two runs of
   # one seed diverge within the first step at CIFAR-scale widths, because the result of
-  # the backward pass depends on the order in which independent ops happen to run; "on"
-  # makes the search step 16% slower at the CIFAR scale and ~30% at a reduced ImageNet
-  # scale. On a CPU, where searches are experiments reported per seed, that is the
+  # the backward pass depends on the order in which independent ops happen to run; one
+  # inter-op thread makes the search step 16% slower at the CIFAR scale and ~30% at a
+  # reduced ImageNet scale (grappler on in both settings). On a CPU, where searches are experiments reported per seed, that is the
   # default's price for a seed that means something; on a GPU the default keeps TF's speed.
   c.distribute.determinism = "auto"
-  # False switches off grappler, TF's graph optimizer, for every function the run traces.
-  # A supernet's step graph has ~90k nodes (every op of every block and its gradient), and
-  # optimising it is most of the time to the first step: on a 2-core CPU at CIFAR scale
-  # 47 of its 75 s, 21 s without grappler, with the same steady step time
-  # (benchmarks/first_step.py, docs/benchmarks.md). On a GPU grappler's fusions and layout
-  # changes pay for themselves, so True (TF's setting, left as it is) is the default.
-  c.distribute.graph_optimizer = True
+  # Grappler, TF's graph optimizer, for every function the run traces: "auto" is "off"
+  # when the run is deterministic (above) and "on" otherwise; "on" leaves TF's setting. Off is part of a bit-reproducible run: two concurrent runs of
+  # configs/cifar10_nb201_cpu.py with one inter-op thread but grappler on differed in 346
+  # of 356 checkpoint tensors after 600 steps, with grappler off in none
+  # (benchmarks/concurrent_runs.py, docs/reproducibility.md). It is also most of the time
+  # to the first step: a supernet's step graph has ~90k nodes, and on a 2-core CPU at
+  # CIFAR scale optimising it took 47 of the first step's 75 s, with the same steady step
+  # time (benchmarks/first_step.py, docs/benchmarks.md). On a GPU (not deterministic by
+  # default) grappler's fusions and layout changes pay for themselves.
+  c.distribute.graph_optimizer = "auto"
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.max_to_keep = 3
@@ -337,7 +342,8 @@ _RULES: list[Rule] = [
     ("distribute.strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
     ("distribute.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     ("distribute.determinism", lambda v: v in DETERMINISM, f"one of {', '.join(DETERMINISM)}"),
-    ("distribute.graph_optimizer", lambda v: isinstance(v, bool), "True or False"),
+    ("distribute.graph_optimizer", lambda v: v in GRAPH_OPTIMIZER,
+     f"one of {', '.join(GRAPH_OPTIMIZER)}"),
     ("distribute.logical_cpus", lambda v: 0 <= v <= 64, "an integer in [0, 64] (0 = no split)"),
     ("checkpoint.max_to_keep", lambda v: v >= 1, "an integer >= 1"),
     ("checkpoint.every_steps", lambda v: v >= 0, "an integer >= 0"),

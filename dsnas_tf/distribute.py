@@ -70,9 +70,12 @@ _op_determinism_enabled = False  # TF has no public getter for it.
 
 
 def is_deterministic() -> bool:
-  """Whether this process runs TensorFlow as `enable_determinism` left it."""
+  """Whether this process runs TensorFlow as a deterministic run leaves it: op
+  determinism, one inter-op thread and grappler off (`configure_devices`)."""
+  grappler_off = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
   return (_op_determinism_enabled
-          and tf.config.threading.get_inter_op_parallelism_threads() == 1)
+          and tf.config.threading.get_inter_op_parallelism_threads() == 1
+          and bool(grappler_off))
 
 
 def enable_determinism(strict: bool) -> None:
@@ -83,7 +86,8 @@ def enable_determinism(strict: bool) -> None:
   inter-op pool the backward pass of the same supernet on the same batch gives gradients
   that differ in the last bits from call to call, and the difference disappears with one
   inter-op thread (docs/reproducibility.md). With one thread the executor runs ready ops
-  in a fixed order; each op still parallelises over the intra-op pool.
+  in a fixed order; each op still parallelises over the intra-op pool. Grappler, the
+  third part of a deterministic run, is switched off by `configure_graph_optimizer`.
 
   The thread count can only be set before TensorFlow's runtime starts. If it already has
   started with another value, `strict` raises ConfigError (the user asked for
@@ -104,11 +108,27 @@ def enable_determinism(strict: bool) -> None:
     warnings.warn(f"{message}: this run is not bit-reproducible", RuntimeWarning, stacklevel=2)
 
 
+def wants_graph_optimizer(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether `distribute.graph_optimizer` leaves grappler on: "auto" does unless the run
+  is deterministic. With grappler on, the same step graph gave results that depend on
+  when its ops run: two concurrent runs of one seed drifted apart under op determinism
+  and one inter-op thread, and stayed bit-identical with grappler off
+  (docs/reproducibility.md)."""
+  mode = cfg.distribute.graph_optimizer
+  if mode == "auto":
+    return not wants_determinism(cfg)
+  return mode == "on"
+
+
 def configure_graph_optimizer(cfg: ml_collections.ConfigDict) -> None:
-  """Switches grappler off for every function traced from now on if
-  `distribute.graph_optimizer` is False; True leaves the process's setting as it is."""
-  if not cfg.distribute.graph_optimizer:
+  """Switches grappler off for every function traced from now on unless
+  `wants_graph_optimizer`; "on" leaves the process's setting as it is."""
+  if not wants_graph_optimizer(cfg):
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+  elif cfg.distribute.determinism == "on":
+    warnings.warn("distribute.graph_optimizer is 'on' with distribute.determinism 'on': "
+                  "runs are not bit-reproducible when other work shares the cores",
+                  RuntimeWarning, stacklevel=2)
 
 
 def configure_devices(cfg: ml_collections.ConfigDict) -> None:

@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import overrides, timing  # noqa: E402
+from dsnas_tf import workdir as workdir_lib  # noqa: E402
 
 EXAMPLE_SET = "distribute.graph_optimizer=on"
 
@@ -55,7 +55,7 @@ def differing_tensors(workdir_a: str, workdir_b: str) -> tuple[list[str], int]:
   import tensorflow as tf
 
   def reader(workdir: str):
-    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    path = tf.train.latest_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
     if path is None:
       raise SystemExit(f"no checkpoint in {workdir}")
     return tf.train.load_checkpoint(path)
@@ -64,11 +64,6 @@ def differing_tensors(workdir_a: str, workdir_b: str) -> tuple[list[str], int]:
   names = sorted(n for n in a.get_variable_to_shape_map() if not n.startswith("_CHECKPOINTABLE"))
   differ = [n for n in names if not np.array_equal(a.get_tensor(n), b.get_tensor(n))]
   return differ, len(names)
-
-
-def architecture(workdir: str) -> list[int]:
-  with open(os.path.join(workdir, "architecture.json")) as f:
-    return json.load(f)["choices"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,7 +118,8 @@ def main() -> None:
   runs = [workdir for name, workdir, _, _ in procs if name.startswith("run")]
   for other in runs[1:]:
     differ, total = differing_tensors(runs[0], other)
-    same_arch = architecture(runs[0]) == architecture(other)
+    same_arch = (workdir_lib.load_architecture(runs[0])["choices"]
+                 == workdir_lib.load_architecture(other)["choices"])
     print(f"{os.path.basename(runs[0])} vs {os.path.basename(other)}: {len(differ)} of {total} "
           f"checkpoint tensors differ; architecture {'equal' if same_arch else 'DIFFERENT'}"
           + (f"; first: {', '.join(differ[:4])}" if differ else ""))

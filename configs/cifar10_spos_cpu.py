@@ -33,8 +33,9 @@ paper's recipe at CIFAR scale:
 - BatchNorm on TF's fused kernel (`model.spos.fused_batchnorm`): the supernet ran at
   461-494 img/s against 314-331 with Keras's composite BatchNorm, and its graph is a third
   the size.
-- Grappler off (`distribute.graph_optimizer = "off"`; "auto" does it on a CPU anyway): the search step's first call took
-  47 instead of 76 s, with the same steady step (benchmarks/first_step.py).
+- Grappler off (`distribute.graph_optimizer = "off"`; "auto" does it on a CPU anyway): the
+  search step's first call took 47 instead of 76 s, with the same steady step
+  (benchmarks/first_step.py).
 - 26 epochs: about 86-105 s per epoch of 50,000 images at batch 256, plus the two traced
   first steps (search step and weights-only step) and the evaluations, is 44-50 minutes.
 - One weights-only epoch, then the search with the credit baseline (a control variate:

@@ -202,11 +202,13 @@ def default_config() -> ml_collections.ConfigDict:
   # one seed diverge within the first step at CIFAR-scale widths, because the result of
   # the backward pass depends on the order in which independent ops happen to run; one
   # inter-op thread makes the search step 16% slower at the CIFAR scale and ~30% at a
-  # reduced ImageNet scale (grappler on in both settings). On a CPU, where searches are experiments reported per seed, that is the
-  # default's price for a seed that means something; on a GPU the default keeps TF's speed.
+  # reduced ImageNet scale (grappler on in both settings). On a CPU, where searches are
+  # experiments reported per seed, that is the default's price for a seed that means
+  # something; on a GPU the default keeps TF's speed.
   c.distribute.determinism = "auto"
   # Grappler, TF's graph optimizer, for every function the run traces: "auto" is "off"
-  # when the run is deterministic (above) and "on" otherwise; "on" leaves TF's setting. Off is part of a bit-reproducible run: two concurrent runs of
+  # when the run is deterministic (above) and "on" otherwise; "on" leaves TF's setting.
+  # Off is part of a bit-reproducible run: two concurrent runs of
   # configs/cifar10_nb201_cpu.py with one inter-op thread but grappler on differed in 346
   # of 356 checkpoint tensors after 600 steps, with grappler off in none
   # (benchmarks/concurrent_runs.py, docs/reproducibility.md). It is also most of the time

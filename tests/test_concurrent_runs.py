@@ -9,11 +9,13 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import concurrent_runs
+from dsnas_tf import workdir as workdir_lib
 
 
 def _write_checkpoint(workdir: str, values: dict[str, np.ndarray]) -> None:
   variables = {name: tf.Variable(value) for name, value in values.items()}
-  tf.train.Checkpoint(**variables).save(os.path.join(workdir, "checkpoints", "ckpt"))
+  prefix = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, "ckpt")
+  tf.train.Checkpoint(**variables).save(prefix)
 
 
 def test_differing_tensors_names_exactly_the_tensors_not_bitwise_equal(tmp_path):

@@ -126,6 +126,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.momentum = 0.9
   c.search.nesterov = False
   c.search.weight_decay = 4e-5  # Coupled L2, not on BatchNorm parameters.
+  # Clip the weights' gradient of the global batch to this L2 norm before SGD (0 = off, the
+  # paper). NAS-Bench-201's weight-sharing searches clip at 5: a sampled cell of skips and
+  # pools can multiply a node's scale per cell, and one such step's gradient is large enough
+  # to wreck the shared weights (docs/nas-bench-201.md).
+  c.search.grad_clip_norm = 0.0
   c.search.label_smoothing = 0.0
   c.search.alpha_lr = 1e-3
   c.search.alpha_beta1 = 0.5
@@ -317,6 +322,7 @@ _RULES: list[Rule] = [
     ("search.warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
     ("search.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("search.weight_decay", lambda v: v >= 0, "a number >= 0"),
+    ("search.grad_clip_norm", lambda v: v >= 0, "a number >= 0 (0 = off)"),
     ("search.label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("search.alpha_lr", lambda v: v > 0, "a positive number"),
     ("search.alpha_beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),

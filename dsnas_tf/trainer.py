@@ -232,6 +232,8 @@ class Searcher:
     if self.loss_scale is not None:
       # The credit dL/dZ (Eq. 6) came through the float16 graph as well: unscale it too.
       (weight_grads, dl_dz), finite = self.loss_scale.unscale((weight_grads, dl_dz))
+    if self.cfg.search.grad_clip_norm:
+      weight_grads = self._clip_weight_gradients(weight_grads)
     self.weight_optimizer.apply_gradients(zip(weight_grads, weights))
     sampled_macs = self.mac_table.fixed_macs / 1e6 + tf.reduce_sum(z * self.choice_mmacs)
     if update_alpha:
@@ -259,6 +261,23 @@ class Searcher:
     if self.loss_scale is not None:
       out["finite"] = tf.cast(finite, tf.float32)
     return out
+
+  def _clip_weight_gradients(self, grads: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """This replica's weight gradient, scaled so that the global batch's gradient (the sum
+    over replicas that the optimizer applies) has an L2 norm of at most
+    search.grad_clip_norm, as torch.nn.utils.clip_grad_norm_ on one device.
+
+    Keras's own `global_clipnorm` would clip each replica's share before the all-reduce;
+    here every replica scales by the norm of the all-reduced sum instead, so a step clips
+    alike on one device or many.
+    """
+    present = [g for g in grads if g is not None]
+    if self.num_replicas > 1:
+      present = tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, present)
+    clipped, _ = tf.clip_by_global_norm(grads, self.cfg.search.grad_clip_norm,
+                                        use_norm=tf.linalg.global_norm(present))
+    return clipped
 
   def _scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
     """The loss to differentiate: times the loss scale under float16, else itself."""

@@ -2,7 +2,7 @@
 
     python tests/mirrored_worker.py mirrored WORKDIR
         MirroredStrategy on 2 logical CPUs: per-replica sampling, state in sync, replay.
-    python tests/mirrored_worker.py parity
+    python tests/mirrored_worker.py parity [baseline|clip]
         One step on 1 replica against the same step on 2 replicas: same global batch, same Z.
     TF_CONFIG=... python tests/mirrored_worker.py multi_worker WORKDIR OUT.npz [N]
         One worker of a MultiWorkerMirroredStrategy search; dumps its final state to OUT.npz.
@@ -139,12 +139,17 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, flo
 # `parity baseline` runs the comparison with the credit baseline and the zero op's
 # imputed credit on (both all-reduce and assign inside the replica step).
 BASELINE_KEYS = {"search.credit_baseline": "moving_average", "search.zero_op_credit": "baseline"}
+# `parity clip` clips the weight gradient far below its norm, without weight decay, so the
+# first step's momentum buffer is -lr times the clipped global-batch gradient.
+CLIP_NORM = 1e-3
+CLIP_KEYS = {"search.grad_clip_norm": CLIP_NORM, "search.weight_decay": 0.0}
+VARIANT_KEYS = {"": {}, "baseline": BASELINE_KEYS, "clip": CLIP_KEYS}
 
 
 def parity(variant: str = "") -> None:
   cfg = tiny_config(**{**SMALLEST_NB201, "distribute.logical_cpus": 2,
                        "search.batch_size": 2 * PARITY_HALF_BATCH,
-                       **(BASELINE_KEYS if variant == "baseline" else {})})
+                       **VARIANT_KEYS[variant]})
   distribute.configure_devices(cfg)
   one = tf.distribute.OneDeviceStrategy("/cpu:0")
   two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -172,6 +177,11 @@ def parity(variant: str = "") -> None:
     if step_index == 0:  # The first step's optimizer state is a pure function of its gradient.
       states = [optimizer_state(s) for s in searchers]
       result["first_step"] = {k: max_difference(states[0][k], states[1][k]) for k in states[0]}
+      result["first_step_momentum_norm"] = [
+          float(np.sqrt(sum(np.sum(np.square(m)) for m in state["weight_momentum"])))
+          for state in states]
+      result["lr"] = float(cfg.search.lr)
+      result["clip_norm"] = float(cfg.search.grad_clip_norm)
   result["alpha"] = max_difference([single.arch.alpha.numpy()], [double.arch.alpha.numpy()])
   result["alpha_moved"] = float(np.max(np.abs(single.arch.alpha.numpy() - start_alpha)))
   result["trainable"] = max_difference(

@@ -39,6 +39,11 @@ def parity_with_baseline():
   return run_worker("parity", "baseline")
 
 
+@pytest.fixture(scope="module")
+def parity_with_clipping():
+  return run_worker("parity", "clip")
+
+
 def test_runs_on_two_replicas(report):
   assert report["replicas"] == 2
 
@@ -125,3 +130,14 @@ def test_one_and_two_replicas_keep_the_same_credit_baseline(parity_with_baseline
   assert scale > 0 and diff <= 1e-3 * scale
   assert parity_with_baseline["credit_baseline_in_sync"]
   assert parity_with_baseline["alpha"][0] <= 1e-3 * parity_with_baseline["alpha_moved"]
+
+
+def test_one_and_two_replicas_clip_the_same_global_batch_gradient(parity_with_clipping):
+  # search.grad_clip_norm clips the sum over replicas, not each replica's share: the first
+  # step's momentum (-lr * clipped gradient) is the same and has norm lr * clip on both.
+  diff, scale = parity_with_clipping["first_step"]["weight_momentum"]
+  assert scale > 0 and diff <= 1e-4 * scale
+  lr, clip = parity_with_clipping["lr"], parity_with_clipping["clip_norm"]
+  assert clip > 0
+  np.testing.assert_allclose(parity_with_clipping["first_step_momentum_norm"],
+                             [lr * clip, lr * clip], rtol=1e-3)

@@ -39,12 +39,13 @@ EXAMPLE_SET = "distribute.graph_optimizer=on"
 
 def search_command(args: argparse.Namespace, workdir: str, seed: int) -> list[str]:
   """`main.py --mode=search` for a short run of the config: one weights-only epoch and one
-  search epoch of `args.steps` steps each."""
+  search epoch of `args.steps` steps each, without the config's search deadline (which
+  lies past those two epochs)."""
   return [sys.executable, os.path.join(REPO, "main.py"), "--mode=search",
           f"--config={os.path.join(REPO, args.config)}", f"--workdir={workdir}",
           f"--config.data.folder={args.folder}", f"--config.seed={seed}",
           "--config.search.epochs=2", "--config.search.pretrain_epochs=1",
-          f"--config.search.steps_per_epoch={args.steps}", "--config.data.max_eval_images=200",
+          "--config.search.fix_by_epoch=0", f"--config.search.steps_per_epoch={args.steps}", "--config.data.max_eval_images=200",
           *(f"--config.{kv}" for kv in args.set)]
 
 

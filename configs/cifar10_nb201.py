@@ -10,7 +10,9 @@ Why these settings:
   (`search.alpha_data = "separate"`), so alpha is judged on images the weights did not fit.
 - Weights: the benchmark's shared recipe (Dong & Yang, ICLR 2020): 50 epochs, batch 64,
   SGD momentum 0.9 (Nesterov), lr 0.025 with cosine decay (to 0 here, to 0.001 there),
-  weight decay 5e-4; BN eps 1e-5 as in the benchmark's own networks.
+  weight decay 5e-4, the weights' gradient clipped to a global L2 norm of 5 (the
+  benchmark's search scripts clip every weight step so); BN eps 1e-5 as in the benchmark's
+  own networks.
 - alpha: DSNAS's Adam (betas 0.5 / 0.999), alpha ~ N(1, 0.01), one alpha for all
   15 cells (shared, the benchmark's definition of a cell architecture, which is what a
   genotype string names and what the tabular results index).
@@ -44,6 +46,7 @@ def get_config():
   c.search.lr = 0.025
   c.search.nesterov = True
   c.search.weight_decay = 5e-4
+  c.search.grad_clip_norm = 5.0
   c.search.alpha_lr = 5e-3
   c.search.credit_baseline = "moving_average"
   c.search.zero_op_credit = "baseline"

@@ -40,7 +40,8 @@ def test_search_command_runs_one_weights_only_and_one_search_epoch_of_the_config
   args = concurrent_runs.parse_args(["--steps", "7", "--set", "distribute.graph_optimizer=on"])
   command = concurrent_runs.search_command(args, "/tmp/w", seed=3)
   for flag in ("--mode=search", "--workdir=/tmp/w", "--config.seed=3", "--config.search.epochs=2",
-               "--config.search.pretrain_epochs=1", "--config.search.steps_per_epoch=7",
+               "--config.search.pretrain_epochs=1", "--config.search.fix_by_epoch=0",
+               "--config.search.steps_per_epoch=7",
                "--config.distribute.graph_optimizer=on"):
     assert flag in command
 

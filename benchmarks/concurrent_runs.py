@@ -45,7 +45,8 @@ def search_command(args: argparse.Namespace, workdir: str, seed: int) -> list[st
           f"--config={os.path.join(REPO, args.config)}", f"--workdir={workdir}",
           f"--config.data.folder={args.folder}", f"--config.seed={seed}",
           "--config.search.epochs=2", "--config.search.pretrain_epochs=1",
-          "--config.search.fix_by_epoch=0", f"--config.search.steps_per_epoch={args.steps}", "--config.data.max_eval_images=200",
+          "--config.search.fix_by_epoch=0", f"--config.search.steps_per_epoch={args.steps}",
+          "--config.data.max_eval_images=200",
           *(f"--config.{kv}" for kv in args.set)]
 
 

@@ -71,16 +71,23 @@ def grow(target: nb201.Nb201Supernet, source: nb201.Nb201Supernet) -> None:
       copy_weights(target.edges[cell * edges + e], source.edges[first * edges + e])
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  """The flags (the doc-check test parses the documented commands with it)."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--source", required=True,
                       help="a NAS-Bench-201 workdir with a warm-up checkpoint")
-  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--workdir", required=True, help="the grown run's workdir")
   parser.add_argument("--cells_per_stage", type=int, default=5)
   parser.add_argument("--image_size", type=int, default=16)
-  parser.add_argument("--warmup_epochs", type=int, default=5)
-  parser.add_argument("--fix_by_epoch", type=int, default=16)
-  args = parser.parse_args()
+  parser.add_argument("--warmup_epochs", type=int, default=5,
+                      help="weights-only epochs of the grown supernet")
+  parser.add_argument("--fix_by_epoch", type=int, default=16,
+                      help="the search deadline (search.fix_by_epoch)")
+  return parser.parse_args(argv)
+
+
+def main() -> None:
+  args = parse_args()
   source_cfg = workdir_lib.load_config(args.source)
   if source_cfg.space != "nb201":
     raise SystemExit(f"--source {args.source} is a {source_cfg.space!r} run; "

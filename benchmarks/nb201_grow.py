@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import ml_collections  # noqa: E402
 
+from dsnas_tf import config as config_lib  # noqa: E402
 from dsnas_tf import distribute as distribute_lib  # noqa: E402
 from dsnas_tf import trainer  # noqa: E402
 from dsnas_tf import workdir as workdir_lib  # noqa: E402
@@ -97,6 +98,10 @@ def main() -> None:
                      f"{args.fix_by_epoch} must satisfy 0 < warmup < fix_by <= the source's "
                      f"search.epochs ({source_cfg.search.epochs})")
   cfg = grown_config(source_cfg, args)
+  try:
+    config_lib.validate(cfg)
+  except config_lib.ConfigError as e:
+    raise SystemExit(f"error: {e}") from None
   strategy = distribute_lib.make_strategy(cfg)
   shallow = trainer.Searcher(source_cfg, args.source, strategy)
   shallow.restore_from(shallow.checkpoint_path("warmup"))

@@ -27,7 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import ml_collections  # noqa: E402
 
 from dsnas_tf import config as config_lib  # noqa: E402
@@ -49,27 +48,18 @@ def grown_config(source: ml_collections.ConfigDict, args: argparse.Namespace
   return cfg
 
 
-def copy_weights(target: keras.layers.Layer, source: keras.layers.Layer) -> None:
-  """Every variable of `source` (weights and BN statistics) into the same-shaped `target`."""
-  if len(target.weights) != len(source.weights):
-    raise ValueError(f"{target.name} has {len(target.weights)} variables, {source.name} "
-                     f"{len(source.weights)}")
-  for t, s in zip(target.weights, source.weights):
-    t.assign(s)
-
-
 def grow(target: nb201.Nb201Supernet, source: nb201.Nb201Supernet) -> None:
-  """Fills the deep supernet from the shallow one: shared parts as they are, each cell
-  from its stage's first cell in the source."""
-  copy_weights(target.stem, source.stem)
-  for t, s in zip(target.reductions, source.reductions):
-    copy_weights(t, s)
-  copy_weights(target.head, source.head)
+  """Fills the deep supernet from the shallow one (weights and BN statistics): shared
+  parts as they are, each cell from its stage's first cell in the source."""
+  pairs = [(target.stem, source.stem), (target.head, source.head),
+           *zip(target.reductions, source.reductions)]
   edges = len(nb201.EDGES)
   for cell in range(target.spec.num_cells):
     first = target.spec.stage_of(cell) * source.spec.cells_per_stage
-    for e in range(edges):
-      copy_weights(target.edges[cell * edges + e], source.edges[first * edges + e])
+    pairs += [(target.edges[cell * edges + e], source.edges[first * edges + e])
+              for e in range(edges)]
+  for t, s in pairs:
+    t.set_weights(s.get_weights())  # Keras checks that count and shapes match.
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,10 +81,10 @@ def main() -> None:
   args = parse_args()
   source_cfg = workdir_lib.load_config(args.source)
   if source_cfg.space != "nb201":
-    raise SystemExit(f"--source {args.source} is a {source_cfg.space!r} run; "
+    raise SystemExit(f"error: --source {args.source} is a {source_cfg.space!r} run; "
                      "growing needs a NAS-Bench-201 ('nb201') one")
   if not 0 < args.warmup_epochs < args.fix_by_epoch <= source_cfg.search.epochs:
-    raise SystemExit(f"--warmup_epochs {args.warmup_epochs} and --fix_by_epoch "
+    raise SystemExit(f"error: --warmup_epochs {args.warmup_epochs} and --fix_by_epoch "
                      f"{args.fix_by_epoch} must satisfy 0 < warmup < fix_by <= the source's "
                      f"search.epochs ({source_cfg.search.epochs})")
   cfg = grown_config(source_cfg, args)

@@ -38,9 +38,9 @@ sys.path.insert(0, REPO)  # For dsnas_tf.
 
 from benchmarks import overrides  # noqa: E402
 from dsnas_tf.nb201_table import DEFAULT_COLUMN, Nb201Table  # noqa: E402
+from dsnas_tf.search_spaces.nb201 import PARAMETER_FREE  # noqa: E402
 
 CONFIG = "configs/cifar10_nb201_cpu.py"
-PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
 WALL_FILE = "benchmark_wall.json"
 EXAMPLE_SET = "search.alpha_lr=0.003"
 

@@ -86,6 +86,10 @@ class Nb201Table:
     """Every cell's accuracy (for percentiles of the table's own distribution)."""
     return list(self._accuracy.values())
 
+  def items(self) -> list[tuple[tuple[int, ...], float]]:
+    """Every cell's six choices (`nb201.EDGES` order) with its accuracy."""
+    return list(self._accuracy.items())
+
   def percentile_of(self, accuracy: float) -> float:
     """The share of the table's cells (in percent) that score below `accuracy`."""
     return 100.0 * sum(v < accuracy for v in self._accuracy.values()) / len(self)

@@ -25,6 +25,26 @@ NAMES = nb201.CHOICE_NAMES
 SIZE, CLASSES = 16, 5
 
 
+@pytest.mark.parametrize("genotype, expected", [
+    (EXAMPLE, True),  # skip_connect on 0->3.
+    ("|skip_connect~0|+|none~0|nor_conv_3x3~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_3x3~2|",
+     True),  # 0->1 then 1->3.
+    ("|skip_connect~0|+|none~0|skip_connect~1|+|nor_conv_3x3~0|none~1|skip_connect~2|",
+     True),  # 0->1, 1->2, 2->3.
+    (ALL_CONV3, False),
+    ("|skip_connect~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+     "skip_connect~2|", False),  # Skips on 0->1 and 2->3, but 1->2 is a conv.
+])
+def test_identity_path_is_a_chain_of_skips_from_input_to_output(genotype, expected):
+  assert nb201.has_identity_path(nb201.genotype_from_string(genotype)) is expected
+
+
+def test_parameter_free_edges_counts_none_skip_and_pooling():
+  assert nb201.parameter_free_edges(nb201.genotype_from_string(EXAMPLE)) == 1
+  assert nb201.parameter_free_edges(nb201.genotype_from_string(WITH_ZERO_NODE)) == 4
+  assert nb201.parameter_free_edges(nb201.genotype_from_string(ALL_NONE)) == 6
+
+
 def _config(sharing: str = "shared", channels: int = 4, cells_per_stage: int = 1,
             image_size: int = SIZE):
   c = default_config()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dsnas_tf.nb201_table import Nb201Table, TableError
+from dsnas_tf.search_spaces.nb201 import genotype_from_string
 
 GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # The same cell with node 3's inputs listed in another order.
@@ -25,6 +26,12 @@ def test_lookup_returns_the_rows_accuracy(table_path):
   assert len(table) == 2
   assert table.lookup(GOOD) == pytest.approx(82.834)
   assert table.lookup(OTHER) == pytest.approx(10.0)
+
+
+def test_items_lists_every_cell_with_its_accuracy(table_path):
+  items = dict(Nb201Table.load(table_path).items())
+  assert items == {tuple(genotype_from_string(GOOD)): pytest.approx(82.834),
+                   tuple(genotype_from_string(OTHER)): pytest.approx(10.0)}
 
 
 def test_lookup_accepts_any_input_order_and_choice_lists(table_path):

@@ -149,6 +149,29 @@ def per_cell_choices(choices: Sequence[int], num_cells: int) -> list[list[int]]:
                    f"got {len(choices)}")
 
 
+PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
+
+
+def parameter_free_edges(choices: Sequence[int]) -> int:
+  """How many of a cell's six edges carry an op without weights."""
+  return sum(CHOICE_NAMES[c] in PARAMETER_FREE for c in cell_choices_from_sequence(choices))
+
+
+def has_identity_path(choices: Sequence[int]) -> bool:
+  """Whether a chain of `skip_connect` edges carries the cell's input to its output node.
+
+  Such a chain is the cell's residual connection (e.g. `skip_connect` on 0->3, or on 0->1
+  and 1->3): what separates the table's best cells from the rest at the benchmark's depth.
+  """
+  choices = cell_choices_from_sequence(choices)
+  skip = CHOICE_NAMES.index("skip_connect")
+  reached = {0}
+  for node in range(1, NUM_NODES):  # EDGES only run forward, so one pass in node order.
+    if any(choices[EDGES.index((node, i))] == skip for i in reached if i < node):
+      reached.add(node)
+  return NUM_NODES - 1 in reached
+
+
 # ---------------------------------------------------------------- ops and fixed parts
 
 

@@ -642,11 +642,13 @@ class Searcher:
     cfg = self.cfg
     epoch_start = time.perf_counter()
     start_step = int(self.state.step_in_epoch.numpy())
-    update_alpha = epoch >= cfg.search.pretrain_epochs and not bool(np.all(self.arch.fixed))
+    all_fixed = bool(np.all(self.arch.fixed))
+    update_alpha = epoch >= cfg.search.pretrain_epochs and not all_fixed
     step_fn = self.train_step_fn(update_alpha)
     iterator = self._train_iterator(epoch, start_step, update_alpha)
-    phase = "search" if update_alpha else (
-        "pre-train (alpha frozen)" if epoch < cfg.search.pretrain_epochs else "train fixed child")
+    # A child fixed before the first step (search.fixed_child) has no supernet to pre-train.
+    phase = "train fixed child" if all_fixed else (
+        "search" if update_alpha else "pre-train (alpha frozen)")
     self.log(f"epoch {epoch + 1}/{cfg.search.epochs}: {phase}, "
              f"{int(np.sum(self.arch.fixed.numpy()))}/{self.space.num_blocks} blocks fixed")
     progress = None

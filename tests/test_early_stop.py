@@ -119,6 +119,18 @@ def test_fixed_child_trains_that_child_and_never_moves_alpha(tmp_path):
     assert changed == (child[row] == k), (row, k)  # Only the child's own ops trained.
 
 
+def test_fixed_child_progress_calls_every_epoch_training_the_fixed_child(tmp_path):
+  """With every block fixed from the start, the weights-only epochs train that child too."""
+  cfg = tiny_config(**{"search.epochs": 2, "search.pretrain_epochs": 1,
+                       "search.steps_per_epoch": 2, "search.batch_size": 16,
+                       "search.fixed_child": (3, 0, 2, 1)})
+  lines = []
+  trainer.Searcher(cfg, str(tmp_path), source=synthetic_source(), log=lines.append).run()
+  summaries = [line for line in lines if " done, train loss " in line]
+  assert "epoch 1/2: train fixed child, 4/4 blocks fixed" in lines
+  assert len(summaries) == 2 and all("(the fixed child, " in line for line in summaries)
+
+
 def test_search_deadline_fixes_every_unfixed_block_to_its_most_probable_choice():
   state = _state([[3.0, 0.0, 0.0, 0.0], [0.0, 0.2, 0.1, 0.0], [0.0, 0.0, 0.0, 0.4]])
   state.apply_early_stop(0.3, epoch=1)  # Block 0 only: the others' gaps are below h.

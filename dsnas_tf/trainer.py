@@ -44,6 +44,20 @@ class EvalResult:
   images: int
 
 
+def full_epoch_seconds(step_s: float, steps_run: int, steps_per_epoch: int,
+                       end_s: float) -> float:
+  """What a whole epoch takes, from one that ran `steps_run` of its `steps_per_epoch` steps
+  in `step_s` seconds (tracing left out) and then spent `end_s` on its end (early stop,
+  evaluation, checkpoint).
+
+  A resumed run's first epoch runs only the steps after the checkpoint; counted as a whole
+  epoch it made the ETA of a run resumed near an epoch's end far too short.
+  """
+  if steps_run <= 0:
+    return end_s
+  return step_s * steps_per_epoch / steps_run + end_s
+
+
 def _clock(seconds: float) -> str:
   """h:mm:ss, as the progress bar shows times."""
   minutes, secs = divmod(int(round(seconds)), 60)
@@ -209,7 +223,8 @@ class Searcher:
     self.epoch_metrics: dict[str, float] = {}
     self._eval_step = None
     self._preempted = False
-    self._epoch_seconds: list[float] = []  # This process's epochs, tracing left out.
+    # This process's epochs, each as a whole epoch would take, tracing left out.
+    self._epoch_seconds: list[float] = []
     self._traces = 0  # How often a training step has been traced.
     # This process's start-up: building the data source and supernet, then its first step
     # (which traces and optimises the step graph); architecture.json records both.
@@ -696,14 +711,18 @@ class Searcher:
         self._save_and_stop(global_step)
       if cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0:
         self.manager.save(checkpoint_number=global_step)
+    steps_s = time.perf_counter() - epoch_start - tracing_s
     if totals[2]:
       self.epoch_metrics = {"loss": totals[0] / totals[2], "accuracy": 100 * totals[1] / totals[2],
                             "img/s": rate}
       tf.summary.scalar("epoch/train_loss", self.epoch_metrics["loss"], step=epoch + 1)
       tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
+    end_start = time.perf_counter()
     test = self._end_epoch(epoch, update_alpha)
     # Tracing is a one-off: the ETA of the epochs to come leaves it out.
-    self._epoch_seconds.append(time.perf_counter() - epoch_start - tracing_s)
+    self._epoch_seconds.append(full_epoch_seconds(
+        steps_s, self.steps_per_epoch - start_step, self.steps_per_epoch,
+        time.perf_counter() - end_start))
     self._log_epoch_summary(epoch, test, "the fixed child" if phase == "train fixed child"
                             else "sampled children")
 

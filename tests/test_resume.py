@@ -410,3 +410,16 @@ def test_a_resumed_search_uses_the_configs_alpha_learning_rate(tmp_path):
                              str(tmp_path), source=synthetic_source(), log=lambda _: None)
   assert resumed.restore()
   assert float(resumed.alpha_optimizer.learning_rate) == pytest.approx(5e-3)
+
+
+def test_eta_counts_a_resumed_partial_epoch_as_a_whole_one():
+  # 12 of 194 steps in 12 s: the whole epoch's steps take 194 s, its end 30 s more.
+  assert trainer.full_epoch_seconds(12.0, 12, 194, 30.0) == pytest.approx(194.0 + 30.0)
+
+
+def test_eta_of_a_complete_epoch_is_its_own_time():
+  assert trainer.full_epoch_seconds(100.0, 10, 10, 5.0) == pytest.approx(105.0)
+
+
+def test_eta_of_an_epoch_resumed_at_its_end_is_its_end_alone():
+  assert trainer.full_epoch_seconds(0.0, 0, 10, 5.0) == pytest.approx(5.0)

@@ -44,18 +44,18 @@ class EvalResult:
   images: int
 
 
-def full_epoch_seconds(step_s: float, steps_run: int, steps_per_epoch: int,
-                       end_s: float) -> float:
-  """What a whole epoch takes, from one that ran `steps_run` of its `steps_per_epoch` steps
-  in `step_s` seconds (tracing left out) and then spent `end_s` on its end (early stop,
-  evaluation, checkpoint).
+def full_epoch_seconds(step_s: float, steps_timed: int, steps_per_epoch: int,
+                       end_s: float) -> float | None:
+  """What a whole epoch takes, from one that timed `steps_timed` of its `steps_per_epoch`
+  steps in `step_s` seconds (a traced first step left out of both) and then spent `end_s` on
+  its end (early stop, evaluation, checkpoint); None if it timed no step.
 
   A resumed run's first epoch runs only the steps after the checkpoint; counted as a whole
   epoch it made the ETA of a run resumed near an epoch's end far too short.
   """
-  if steps_run <= 0:
-    return end_s
-  return step_s * steps_per_epoch / steps_run + end_s
+  if steps_timed <= 0:
+    return None
+  return step_s * steps_per_epoch / steps_timed + end_s
 
 
 def _clock(seconds: float) -> str:
@@ -719,12 +719,13 @@ class Searcher:
       tf.summary.scalar("epoch/train_accuracy", self.epoch_metrics["accuracy"], step=epoch + 1)
     end_start = time.perf_counter()
     test = self._end_epoch(epoch, update_alpha)
-    # Tracing is a one-off: the ETA of the epochs to come leaves it out.
-    self._epoch_seconds.append(full_epoch_seconds(
-        steps_s, self.steps_per_epoch - start_step, self.steps_per_epoch,
-        time.perf_counter() - end_start))
-    self._log_epoch_summary(epoch, test, "the fixed child" if phase == "train fixed child"
-                            else "sampled children")
+    # Tracing is a one-off: the ETA of the epochs to come leaves the traced step out.
+    steps_timed = self.steps_per_epoch - start_step - (1 if tracing_s else 0)
+    epoch_s = full_epoch_seconds(steps_s, steps_timed, self.steps_per_epoch,
+                                 time.perf_counter() - end_start)
+    if epoch_s is not None:
+      self._epoch_seconds.append(epoch_s)
+    self._log_epoch_summary(epoch, test, "the fixed child" if all_fixed else "sampled children")
 
   def _progress_bar(self, steps: int) -> keras.utils.Progbar:
     # Every worker would print the same all-reduced numbers: only the chief shows them.

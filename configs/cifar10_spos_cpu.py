@@ -13,7 +13,7 @@ Measured (seed 0, docs/benchmarks.md, cifar_search): 54.9 minutes, the child at 
 test top-1 with 12.6M MACs (int8 TFLite 83.20%); Eq. 8 fixed 2 blocks and the deadline the
 other 18; seed 1: 49.3 minutes, a different child at 82.97%. With the same recipe and 32
 epochs, the paper's ImageNet child trained alone reached 83.89% and a random child 83.76%
-(one run each): the search's children are within noise of them.
+(one run each): the search's children end within a point of them.
 All 50,000 training images; the same 20 choice blocks and four choices per block as the
 paper's space. Measurements behind each choice
 are in docs/benchmarks.md; the changes from configs/cifar10_spos.py, which keeps the
